@@ -1,0 +1,54 @@
+"""The `primedepth` command line: a thin dispatcher over the sub-commands in `primedepth.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from . import __version__, commands
+from .errors import PrimeDepthError
+
+# Order in which the sub-commands are listed in `--help`; others follow alphabetically.
+COMMAND_ORDER = ("predict", "eval", "train", "convert", "download", "info")
+
+
+def _command_modules() -> list[str]:
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="primedepth",
+        description="PrimeDepth: zero-shot monocular depth (affine-invariant inverse depth) "
+        "from one Stable Diffusion step.",
+    )
+    parser.add_argument("--version", action="version", version=f"primedepth {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _command_modules():
+        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except PrimeDepthError as error:
+        print(f"primedepth {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"primedepth {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
