@@ -13,10 +13,6 @@ SCHEDULE_BETA_START = 0.00085
 SCHEDULE_BETA_END = 0.012
 SCHEDULE_NUM_TIMESTEPS = 1000
 
-# Posterior log-variance clamp of the LDM diagonal Gaussian.
-POSTERIOR_LOGVAR_MIN = -30.0
-POSTERIOR_LOGVAR_MAX = 20.0
-
 # GroupNorm epsilons of the official code (diffusers defaults differ for the first two).
 VAE_ENCODER_NORM_EPS = 1e-5  # official `Normalize` lost SD's 1e-6
 LABEL_HEAD_NORM_EPS = 1e-5

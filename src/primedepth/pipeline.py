@@ -1,0 +1,228 @@
+"""`PrimeDepthPipeline`: images in, affine-invariant inverse depth out, the diffusers way.
+
+    image -> [-1, 1] pixels -> VAE latent (posterior sample x 0.18215) -> noised at t = 1
+          -> one frozen UNet pass, walked step by step (`preimage`) -> refiner -> depth head
+          -> mean of 3 channels -> depth at the input size
+
+Randomness: the posterior sample and the t = 1 noise are the only random draws. They are drawn
+per image, posterior noise first, in input order, from `generator` (or given explicitly), so a
+batch gives each image the same result as running the images one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .attention_maps import install_attention_map_processors
+from .constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE, VAE_ENCODER_NORM_EPS
+from .errors import InputError
+from .heads import LabelHead, set_group_norm_eps
+from .preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
+from .processing import ImageInput, PreparedImage, as_image_list, prepare_image, restore_size
+from .refiner import PrimeDepthRefiner
+
+__all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "RawPrediction"]
+
+Generator = torch.Generator | Sequence[torch.Generator] | None
+
+
+@dataclass
+class PrimeDepthOutput(BaseOutput):
+    """Per input image: `depth` (H, W) float32 inverse depth up to scale and shift (larger =
+    closer), `segmentation` (C, H, W) float32 logits when asked, and the `prompts` used."""
+
+    depth: list[np.ndarray]
+    segmentation: list[np.ndarray] | None = None
+    prompts: list[str] | None = None
+
+
+@dataclass
+class RawPrediction:
+    """Head outputs at the processed size: depth (B, 3, 8h, 8w), segmentation (B, C, 8h, 8w)."""
+
+    depth: torch.Tensor
+    segmentation: torch.Tensor | None
+
+
+class PrimeDepthPipeline(DiffusionPipeline):
+    """PrimeDepth (Zavadski, Kalšan, Rother, ACCV 2024) on diffusers components.
+
+    Components: `vae` and `unet` (frozen Stable Diffusion 2.1), `refiner` and `depth_head`
+    (trained), optional `segmentation_head`, `scheduler` (the SD noise schedule, for t = 1).
+    """
+
+    model_cpu_offload_seq = "vae->unet->refiner->depth_head->segmentation_head"
+    _optional_components = ["segmentation_head"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        unet: UNet2DConditionModel,
+        refiner: PrimeDepthRefiner,
+        depth_head: LabelHead,
+        scheduler: DDPMScheduler,
+        segmentation_head: LabelHead | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            unet=unet,
+            refiner=refiner,
+            depth_head=depth_head,
+            scheduler=scheduler,
+            segmentation_head=segmentation_head,
+        )
+        set_group_norm_eps(vae.encoder, VAE_ENCODER_NORM_EPS)  # official encoder eps, not SD's 1e-6
+        install_attention_map_processors(unet)
+
+    # ----------------------------------------------------------------------------- raw model
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        return (1, self.vae.config.latent_channels, height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE)
+
+    def draw_noise(self, sizes: Sequence[tuple[int, int]], generator: Generator = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(posterior_noise, step_noise) per image, drawn in input order, posterior first, in fp32."""
+        if isinstance(generator, Sequence) and len(generator) != len(sizes):
+            raise InputError(f"got {len(generator)} generators for {len(sizes)} images")
+        noises = []
+        for index, size in enumerate(sizes):
+            source = generator[index] if isinstance(generator, Sequence) else generator
+            shape = self.latent_shape(*size)
+            posterior = randn_tensor(shape, generator=source, device=self._execution_device, dtype=torch.float32)
+            step = randn_tensor(shape, generator=source, device=self._execution_device, dtype=torch.float32)
+            noises.append((posterior, step))
+        return noises
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
+            raise InputError("pixel_values must be a float tensor (B, 3, H, W) in [-1, 1]")
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or pixel_values.shape[0] == 0:
+            raise InputError(f"pixel_values must have shape (B>0, 3, H, W); got {tuple(pixel_values.shape)}")
+        if min(pixel_values.shape[-2:]) < VAE_DOWNSAMPLE:
+            raise InputError(f"images must be at least {VAE_DOWNSAMPLE}x{VAE_DOWNSAMPLE} pixels")
+        if not torch.isfinite(pixel_values).all():
+            raise InputError("pixel_values contain NaN or infinite values")
+
+    def _check_prompt_embeds(self, prompt_embeds: torch.Tensor, batch: int) -> torch.Tensor:
+        width = self.unet.config.cross_attention_dim
+        if not isinstance(prompt_embeds, torch.Tensor) or prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != width:
+            shape = tuple(prompt_embeds.shape) if isinstance(prompt_embeds, torch.Tensor) else type(prompt_embeds).__name__
+            raise InputError(f"prompt_embeds must be a tensor (1 or B, tokens, {width}); got {shape}")
+        if prompt_embeds.shape[0] not in (1, batch):
+            raise InputError(f"prompt_embeds has batch {prompt_embeds.shape[0]}, expected 1 or {batch}")
+        if not torch.isfinite(prompt_embeds).all():
+            raise InputError("prompt_embeds contain NaN or infinite values")
+        return prompt_embeds.expand(batch, -1, -1)
+
+    @torch.no_grad()
+    def predict_raw(
+        self,
+        pixel_values: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        posterior_noise: torch.Tensor | None = None,
+        step_noise: torch.Tensor | None = None,
+        generator: Generator = None,
+        output_segmentation: bool = True,
+    ) -> RawPrediction:
+        """Head outputs for pixels (B, 3, H, W) in [-1, 1] at their own size (no resizing).
+
+        Noise not given is drawn from `generator` per image (posterior first).
+        """
+        self._check_pixel_values(pixel_values)
+        batch = pixel_values.shape[0]
+        if output_segmentation and self.segmentation_head is None:
+            raise InputError("this model has no segmentation head")
+        if posterior_noise is None or step_noise is None:
+            drawn = self.draw_noise([tuple(pixel_values.shape[-2:])] * batch, generator)
+            posterior_noise = torch.cat([p for p, _ in drawn]) if posterior_noise is None else posterior_noise
+            step_noise = torch.cat([s for _, s in drawn]) if step_noise is None else step_noise
+        expected = (batch, *self.latent_shape(*pixel_values.shape[-2:])[1:])
+        for name, noise in (("posterior_noise", posterior_noise), ("step_noise", step_noise)):
+            if tuple(noise.shape) != expected:
+                raise InputError(f"{name} must have shape {expected}; got {tuple(noise.shape)}")
+        device, dtype = self._execution_device, self.unet.dtype
+        context = self._check_prompt_embeds(prompt_embeds, batch).to(device, dtype)
+        latents = encode_latents(self.vae, pixel_values.to(device, self.vae.dtype), posterior_noise.to(device))
+        noisy = add_step_noise(self.scheduler, latents.to(dtype), step_noise.to(device))
+        temb = timestep_embedding(self.unet, noisy)
+        features = self.refiner(iter_decoder_steps(self.unet, noisy, temb, context), temb, context)
+        depth = self.depth_head(features)
+        segmentation = self.segmentation_head(features) if output_segmentation else None
+        return RawPrediction(depth=depth, segmentation=segmentation)
+
+    # ----------------------------------------------------------------------------- images
+
+    def _batches(self, prepared: list[PreparedImage], batch_size: int | None) -> list[list[int]]:
+        """Indices grouped by processed size (a batch needs one size), at most batch_size each."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, item in enumerate(prepared):
+            groups.setdefault(item.processed_size, []).append(index)
+        size = batch_size or len(prepared)
+        return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+    def _explicit_noise(self, noise, count: int, name: str) -> list[torch.Tensor] | None:
+        if noise is None:
+            return None
+        items = list(noise) if isinstance(noise, (list, tuple)) else list(noise.split(1))
+        if len(items) != count:
+            raise InputError(f"{name}: got noise for {len(items)} images, expected {count}")
+        return [n if n.ndim == 4 else n[None] for n in items]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput | list[ImageInput],
+        prompt_embeds: torch.Tensor | None = None,
+        generator: Generator = None,
+        posterior_noise: torch.Tensor | list[torch.Tensor] | None = None,
+        step_noise: torch.Tensor | list[torch.Tensor] | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        batch_size: int | None = None,
+        output_segmentation: bool = False,
+    ) -> PrimeDepthOutput:
+        """Depth for one image or a batch (PIL images, HxWx3 arrays, 3xHxW tensors in [0, 1]).
+
+        `prompt_embeds`: (1 or B, 77, D) text conditioning. `max_size`: longer side above which
+        images are downscaled (1024 as the official model). `batch_size`: images per forward
+        pass (default: all images of one size at once).
+        """
+        if batch_size is not None and batch_size < 1:
+            raise InputError("batch_size must be >= 1")
+        if max_size < VAE_DOWNSAMPLE:
+            raise InputError(f"max_size must be >= {VAE_DOWNSAMPLE}")
+        prepared = [prepare_image(item, max_size) for item in as_image_list(image)]
+        if prompt_embeds is None:
+            raise InputError("prompt_embeds are required: pass the text embedding (1 or B, 77, D)")
+        prompt_embeds = self._check_prompt_embeds(prompt_embeds, len(prepared))
+        posterior = self._explicit_noise(posterior_noise, len(prepared), "posterior_noise")
+        steps = self._explicit_noise(step_noise, len(prepared), "step_noise")
+        if posterior is None or steps is None:
+            drawn = self.draw_noise([p.processed_size for p in prepared], generator)
+            posterior = posterior or [p for p, _ in drawn]
+            steps = steps or [s for _, s in drawn]
+        depth: list[np.ndarray | None] = [None] * len(prepared)
+        segmentation: list[np.ndarray | None] = [None] * len(prepared)
+        batches = self._batches(prepared, batch_size)
+        for indices in self.progress_bar(batches) if len(batches) > 1 else batches:
+            raw = self.predict_raw(
+                torch.cat([prepared[i].pixel_values for i in indices]),
+                prompt_embeds[indices],
+                posterior_noise=torch.cat([posterior[i] for i in indices]),
+                step_noise=torch.cat([steps[i] for i in indices]),
+                output_segmentation=output_segmentation,
+            )
+            for row, index in enumerate(indices):
+                item = prepared[index]
+                mean_depth = raw.depth[row : row + 1].float().mean(dim=1, keepdim=True)
+                depth[index] = restore_size(mean_depth, item.processed_size, item.input_size)[0, 0].cpu().numpy()
+                if raw.segmentation is not None:
+                    logits = raw.segmentation[row : row + 1].float()
+                    segmentation[index] = restore_size(logits, item.processed_size, item.input_size)[0].cpu().numpy()
+        return PrimeDepthOutput(depth=depth, segmentation=segmentation if output_segmentation else None)

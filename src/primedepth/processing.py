@@ -1,0 +1,157 @@
+"""Image pre-processing and prediction post-processing of the pipeline.
+
+Pre-processing follows the official inference (spec §1): RGB in [0, 1], downscaled with
+antialiased bilinear resampling only when the longer side exceeds `max_size`, mapped to [-1, 1].
+8-bit images are resized with PIL exactly as the official code (torchvision on PIL) does;
+16-bit and float images are resized in float with torch's antialiased bilinear filter, so no
+precision is lost.
+
+Post-processing differs on purpose: the official code silently drops up to 7 trailing rows and
+columns (the VAE works on multiples of 8). Here the prediction is first extended to the processed
+size by repeating its last row/column, then resized to the input size, so outputs always match
+the input and stay pixel-aligned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from .constants import VAE_DOWNSAMPLE
+from .errors import InputError
+
+__all__ = ["ImageInput", "PreparedImage", "processed_size", "prepare_image", "as_image_list", "restore_size"]
+
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
+
+MIN_IMAGE_SIDE = VAE_DOWNSAMPLE  # below this the latent is empty
+_FLOAT_RANGE_SLACK = 1e-3
+
+
+@dataclass
+class PreparedImage:
+    """One image ready for the model: pixels (1, 3, h, w) in [-1, 1] and the size it came in."""
+
+    pixel_values: torch.Tensor
+    input_size: tuple[int, int]
+
+    @property
+    def processed_size(self) -> tuple[int, int]:
+        return tuple(self.pixel_values.shape[-2:])
+
+
+def processed_size(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """(height, width) the official inference runs at (spec §1 step 3).
+
+    Not resized when the longer side is <= max_size. Square images become max_size squared.
+    Otherwise torchvision's Resize(size=max_size - 1, max_size=max_size) rule applies, whose
+    int() truncations are reproduced (1300x600 -> 1024x472).
+    """
+    if max(height, width) <= max_size:
+        return height, width
+    if height == width:
+        return max_size, max_size
+    short, long = min(height, width), max(height, width)
+    new_short, new_long = max_size - 1, int((max_size - 1) * long / short)
+    if new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    return (new_long, new_short) if height > width else (new_short, new_long)
+
+
+def as_image_list(images: ImageInput | list[ImageInput] | tuple) -> list[ImageInput]:
+    """Split the accepted batch forms into single images (a 4-D array/tensor is a batch)."""
+    if isinstance(images, (list, tuple)):
+        items = list(images)
+    elif isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+        items = list(images)
+    else:
+        items = [images]
+    if not items:
+        raise InputError("no images given (empty batch)")
+    return items
+
+
+def _pil_to_array(image: PIL.Image.Image) -> np.ndarray:
+    """PIL image -> HxWx3 array, uint8 for 8-bit images, float in [0, 1] for 16-bit/float ones."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image, dtype=np.float64) / 65535.0
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float64)
+    return np.asarray(image.convert("RGB"))
+
+
+def _to_hwc_array(image: ImageInput) -> np.ndarray:
+    """Any accepted single image -> HxWxC numpy array (uint8, or float in [0, 1])."""
+    if isinstance(image, PIL.Image.Image):
+        return _pil_to_array(image)
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] not in (1, 3, 4):
+            raise InputError(f"a tensor image must be (3, H, W) (or (1|4, H, W)); got shape {tuple(image.shape)}")
+        return image.detach().cpu().permute(1, 2, 0).numpy()
+    if isinstance(image, np.ndarray):
+        return image
+    raise InputError(f"unsupported image type {type(image).__name__}: use a PIL image, numpy array or torch tensor")
+
+
+def _to_rgb_float(array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Validate and convert to HxWx3 float32 in [0, 1]; also tell whether it was 8-bit."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise InputError(f"an image must be HxW, HxWx1, HxWx3 or HxWx4; got shape {array.shape}")
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise InputError(f"image of {width}x{height} pixels is too small: both sides must be >= {MIN_IMAGE_SIDE}")
+    if array.shape[2] == 4:
+        array = array[:, :, :3]  # alpha is not depth information
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, True
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0, False
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"unsupported image dtype {array.dtype}: use uint8, uint16 or float in [0, 1]")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InputError("image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < -_FLOAT_RANGE_SLACK or high > 1 + _FLOAT_RANGE_SLACK:
+        raise InputError(f"float image values must lie in [0, 1]; got [{low:.4g}, {high:.4g}]")
+    return np.clip(array, 0.0, 1.0), False
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tensor:
+    """Antialiased bilinear resize to (h, w); PIL for 8-bit data (official), torch otherwise."""
+    if is_8bit:
+        pil = PIL.Image.fromarray(np.round(rgb * 255.0).astype(np.uint8))
+        resized = np.asarray(pil.resize((size[1], size[0]), PIL.Image.BILINEAR), dtype=np.float32) / 255.0
+        return torch.from_numpy(resized).permute(2, 0, 1)
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def prepare_image(image: ImageInput, max_size: int) -> PreparedImage:
+    """Validate one image and turn it into model input (official pre-processing)."""
+    rgb, is_8bit = _to_rgb_float(_to_hwc_array(image))
+    input_size = rgb.shape[:2]
+    size = processed_size(*input_size, max_size)
+    if size == input_size:
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    else:
+        pixels = _resize(rgb, size, is_8bit)
+    return PreparedImage(pixel_values=(pixels * 2.0 - 1.0)[None].contiguous(), input_size=input_size)
+
+
+def restore_size(prediction: torch.Tensor, processed: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
+    """Bring a (B, C, h, w) prediction of a `processed`-size image to the `target` (input) size."""
+    missing_rows, missing_cols = processed[0] - prediction.shape[-2], processed[1] - prediction.shape[-1]
+    if missing_rows or missing_cols:
+        prediction = F.pad(prediction, (0, missing_cols, 0, missing_rows), mode="replicate")
+    if tuple(prediction.shape[-2:]) != tuple(target):
+        prediction = F.interpolate(prediction, size=target, mode="bilinear", align_corners=False)
+    return prediction
