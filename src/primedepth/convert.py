@@ -323,9 +323,13 @@ def convert_checkpoint(
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise InputError(f"{output_dir} exists and is not empty (use --overwrite to replace it)")
     pipeline = convert_state_dict(load_official_state_dict(checkpoint), load_official_config(config))
-    pipeline.to(dtype=dtype)
+    if dtype != torch.float32:
+        for model in pipeline.components.values():
+            if isinstance(model, torch.nn.Module):
+                model.to(dtype=dtype)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    staging.chmod(0o755)
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
         if output_dir.exists():

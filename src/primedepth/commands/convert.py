@@ -1,0 +1,36 @@
+"""`primedepth convert`: official checkpoint -> model folder."""
+
+from __future__ import annotations
+
+import argparse
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert an official PrimeDepth checkpoint into a model folder",
+        description="Convert an official PrimeDepth checkpoint (.ckpt with 'state_dict') into a "
+        "diffusers-style model folder (one sub-folder per component, safetensors + config.json). "
+        "The checkpoint is read without executing any pickled code.",
+    )
+    parser.add_argument("checkpoint", help="official checkpoint file (.ckpt, .pt or .safetensors)")
+    parser.add_argument("output_dir", help="model folder to write")
+    parser.add_argument(
+        "--config", help="official-format yaml config (default: the released inference configuration)"
+    )
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="dtype of the written weights (default fp32)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it exists")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..convert import convert_checkpoint
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    path = convert_checkpoint(args.checkpoint, args.output_dir, config=args.config, dtype=dtype, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
