@@ -150,13 +150,19 @@ class AttentionMapProcessor:
         return x.view(batch, tokens, attn.heads, inner // attn.heads).transpose(1, 2)
 
     def _self_attention(self, attn, query, key, value, sink: AttentionMapSink):
-        """One SDPA call over [V, M]: the layer output and the pooled maps share the softmax."""
+        """One SDPA call over values [V, M]: the output and the pooled maps share one softmax.
+
+        Query and key are zero-padded to the values' width (dot products unchanged, scale given
+        explicitly), because fused kernels (flash on CPU and GPU) need equal head dims; with
+        unequal ones PyTorch falls back to the math path, which materialises N x N.
+        """
         batch, heads, tokens, head_dim = value.shape
         if tokens != sink.height * sink.width:
             raise RuntimeError(f"attention over {tokens} tokens, expected {sink.height}x{sink.width}")
         pooling = self.pooling_matrix(sink.height, sink.width, value)
         values = torch.cat([value, pooling.expand(batch, heads, tokens, pooling.shape[-1])], dim=-1)
-        both = F.scaled_dot_product_attention(query, key, values, scale=attn.scale)
+        padding = (0, pooling.shape[-1])
+        both = F.scaled_dot_product_attention(F.pad(query, padding), F.pad(key, padding), values, scale=attn.scale)
         out, pooled = both[..., :head_dim], both[..., head_dim:]
         maps = _normalise_per_head(pooled.float())
         return out, _to_channels(maps, sink.height, sink.width).to(value.dtype)
