@@ -1,0 +1,155 @@
+"""PrimeDepthPipeline: pre/post-processing, batching, reproducibility, dtypes and input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from primedepth import PrimeDepthPipeline
+from primedepth.convert import convert_state_dict
+from primedepth.errors import InputError
+from primedepth.processing import processed_size
+from primedepth.testing import tiny_pipeline, tiny_prompt_embeds
+
+from .official import TINY, load_cases, tiny_config, tiny_state_dict
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(seed=0)
+
+
+@pytest.fixture(scope="module")
+def context():
+    return tiny_prompt_embeds()
+
+
+def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    "size,expected",
+    [((600, 1300), (472, 1024)), ((1080, 1920), (576, 1024)), ((1920, 1080), (1024, 576)), ((2000, 2000), (1024, 1024)),
+     ((1024, 700), (1024, 700)), ((300, 202), (300, 202)), ((1100, 1099), (1023, 1023))],
+)
+def test_official_resize_rule(size, expected):
+    assert processed_size(*size, 1024) == expected
+
+
+def test_depth_has_the_input_size_for_any_size(pipe, context):
+    images = [_image(64, 64), _image(61, 83, 1), _image(200, 90, 2)]
+    out = pipe(images, prompt_embeds=context, generator=_seeded(0), max_size=96)
+    assert [d.shape for d in out.depth] == [(64, 64), (61, 83), (200, 90)]
+    assert all(d.dtype == np.float32 and np.isfinite(d).all() for d in out.depth)
+    assert out.segmentation is None
+
+
+def test_batch_equals_one_at_a_time(pipe, context):
+    """Same noise per image; only float rounding of batched kernels differs (~1e-5 of the range)."""
+    images = [_image(64, 80, s) for s in range(3)]
+    batched = pipe(images, prompt_embeds=context, generator=_seeded(7))
+    generator = _seeded(7)
+    for image, depth in zip(images, batched.depth):
+        single = pipe(image, prompt_embeds=context, generator=generator).depth[0]
+        np.testing.assert_allclose(depth, single, rtol=0, atol=1e-4 * np.abs(single).max())
+    chunked = pipe(images, prompt_embeds=context, generator=_seeded(7), batch_size=2)
+    for a, b in zip(batched.depth, chunked.depth):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+
+
+def test_generator_makes_results_reproducible(pipe, context):
+    image = _image(64, 64)
+    first = pipe(image, prompt_embeds=context, generator=_seeded(3)).depth[0]
+    again = pipe(image, prompt_embeds=context, generator=_seeded(3)).depth[0]
+    other = pipe(image, prompt_embeds=context, generator=_seeded(4)).depth[0]
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_input_kinds_agree(pipe, context):
+    image = _image(64, 72)
+    results = [
+        pipe(x, prompt_embeds=context, generator=_seeded(1)).depth[0]
+        for x in (image, PIL.Image.fromarray(image), torch.from_numpy(image).permute(2, 0, 1) / 255.0, image.astype(np.float32) / 255.0)
+    ]
+    for result in results[1:]:
+        np.testing.assert_allclose(result, results[0], rtol=0, atol=1e-5 * np.abs(results[0]).max())
+
+
+def test_segmentation_only_when_asked(pipe, context):
+    out = pipe(_image(64, 64), prompt_embeds=context, generator=_seeded(0), output_segmentation=True)
+    assert out.segmentation[0].shape == (5, 64, 64)
+    no_head = tiny_pipeline(segmentation=False)
+    with pytest.raises(InputError, match="no segmentation head"):
+        no_head(_image(64, 64), prompt_embeds=context, output_segmentation=True)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ([], "empty batch"),
+        (np.zeros((1, 1, 3), np.uint8), "too small"),
+        (np.zeros((64, 64, 2), np.uint8), "HxW"),
+        (np.zeros((64, 64, 3), np.int32), "dtype"),
+        (np.full((64, 64, 3), np.nan, np.float32), "NaN"),
+        (np.full((64, 64, 3), 3.0, np.float32), r"\[0, 1\]"),
+        (torch.zeros(5, 64, 64), "tensor image"),
+        ("image.png", "unsupported image type"),
+    ],
+)
+def test_bad_images_raise_clear_value_errors(pipe, context, bad, match):
+    with pytest.raises(ValueError, match=match):
+        pipe(bad, prompt_embeds=context)
+
+
+def test_bad_tensors_and_options_raise_clear_value_errors(pipe, context):
+    image = _image(64, 64)
+    with pytest.raises(ValueError, match="prompt_embeds"):
+        pipe(image, prompt_embeds=torch.zeros(1, 77, 7))
+    with pytest.raises(ValueError, match="prompt_embeds are required"):
+        pipe(image)
+    with pytest.raises(ValueError, match="batch_size"):
+        pipe(image, prompt_embeds=context, batch_size=0)
+    with pytest.raises(ValueError, match="posterior_noise"):
+        pipe.predict_raw(torch.zeros(1, 3, 64, 64), context, posterior_noise=torch.zeros(1, 4, 4, 4), step_noise=torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="float tensor"):
+        pipe.predict_raw(torch.zeros(1, 3, 64, 64, dtype=torch.int64), context)
+    with pytest.raises(ValueError, match=r"\(B>0, 3, H, W\)"):
+        pipe.predict_raw(torch.zeros(0, 3, 64, 64), context)
+
+
+def test_save_and_load_round_trip(tmp_path, pipe, context):
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = PrimeDepthPipeline.from_pretrained(tmp_path / "model")
+    image = _image(64, 64)
+    expected = pipe(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    got = loaded(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())  # kernel rounding only
+
+
+def _affine_aligned_error(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """Relative max error after least-squares scale and shift (depth is affine-invariant)."""
+    design = np.stack([prediction.ravel(), np.ones(prediction.size)], axis=1).astype(np.float64)
+    scale_shift, *_ = np.linalg.lstsq(design, reference.ravel().astype(np.float64), rcond=None)
+    aligned = design @ scale_shift
+    return float(np.abs(aligned - reference.ravel()).max() / (reference.max() - reference.min()))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_is_finite_and_close_to_fp32(dtype):
+    """bf16/fp16 stay within 1% (after affine alignment) of fp32 on the official tiny case."""
+    pipeline = convert_state_dict(tiny_state_dict(), tiny_config())
+    case = load_cases(TINY / "cases.safetensors", "a")
+    kwargs = dict(prompt_embeds=case["context"], posterior_noise=case["posterior_noise"], step_noise=case["step_noise"])
+    reference = pipeline(case["image_uint8"].numpy(), **kwargs).depth[0]
+    pipeline.to(dtype=dtype)
+    half = pipeline(case["image_uint8"].numpy(), **kwargs).depth[0]
+    assert np.isfinite(half).all()
+    assert _affine_aligned_error(half, reference) < 0.01
