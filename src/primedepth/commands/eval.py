@@ -1,0 +1,111 @@
+"""`primedepth eval`: the zero-shot benchmark protocol (Marigold protocol) for any model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..constants import OFFICIAL_REPO_ID
+from ..errors import InputError
+
+DESCRIPTION = """\
+Evaluate a model on the zero-shot depth benchmarks (NYUv2, KITTI, ETH3D, ScanNet, DIODE),
+read directly from the standard evaluation tar archives (see primedepth.eval.datasets for
+where to get them). Each model is aligned per image by least squares in its own output
+space (disparity for PrimeDepth and Depth Anything, depth for Marigold). Predictions are
+cached under --output-dir, so an interrupted run resumes and metrics can be recomputed
+without the model.
+
+--model is one of: a PrimeDepth model folder or hub id (default: the official weights),
+marigold-v1-0 (50 steps x 10 members), marigold-v1-1 (checkpoint defaults),
+depth-anything-v2-large, ensemble (PrimeDepth + Depth Anything V2, GT-free average), or
+your own adapter as 'package.module:attr' or 'file.py:attr' (an object with name,
+output_space and __call__(uint8 HxWx3 image) -> HxW float32 map, or a factory of one).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `eval` sub-command."""
+    from ..eval.datasets import BENCHMARK_DATASETS, DATASETS, PROTOCOL_SEED
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on the zero-shot depth benchmarks",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dataset", choices=sorted(DATASETS), help="one dataset to evaluate")
+    which.add_argument(
+        "--datasets",
+        help=f"comma-separated datasets, or 'all' for {', '.join(BENCHMARK_DATASETS)}",
+    )
+    parser.add_argument("--data-dir", required=True, help="folder holding the evaluation archives")
+    parser.add_argument("--model", default=OFFICIAL_REPO_ID, help="model to evaluate (see above)")
+    parser.add_argument(
+        "--primedepth-model", default=OFFICIAL_REPO_ID, help="PrimeDepth weights used by 'ensemble'"
+    )
+    parser.add_argument("--output-dir", default="eval_output", help="cache and results folder")
+    parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+        help="model precision; the protocol uses float32",
+    )
+    parser.add_argument("--seed", type=int, default=PROTOCOL_SEED, help="seed of stochastic models")
+    parser.add_argument("--split-file", help="official sample list (default: list the archive)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(handler=run)
+
+
+def _dataset_names(args: argparse.Namespace) -> list[str]:
+    """Datasets selected by --dataset or --datasets, validated."""
+    from ..eval.datasets import BENCHMARK_DATASETS, get_spec
+
+    if args.dataset:
+        return [args.dataset]
+    if args.datasets.strip() == "all":
+        return list(BENCHMARK_DATASETS)
+    names = [name.strip() for name in args.datasets.split(",") if name.strip()]
+    if not names:
+        raise InputError("--datasets is empty")
+    for name in names:
+        get_spec(name)
+    return names
+
+
+def _default_device() -> str:
+    """cuda when available: the benchmark on CPU takes days for diffusion models."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler: build the adapter, run the datasets, print the table."""
+    from ..eval.baselines import build_adapter, safe_name
+    from ..eval.runner import format_table, run_benchmark
+
+    if args.max_images is not None and args.max_images < 1:
+        raise InputError("--max-images must be at least 1")
+    names = _dataset_names(args)
+    adapter = build_adapter(
+        args.model,
+        device=args.device or _default_device(),
+        dtype=args.dtype,
+        seed=args.seed,
+        primedepth_model=args.primedepth_model,
+    )
+    results = run_benchmark(
+        adapter,
+        names,
+        args.data_dir,
+        args.output_dir,
+        max_images=args.max_images,
+        split_file=args.split_file,
+        progress=not args.no_progress,
+    )
+    print(format_table(results))
+    folder = Path(args.output_dir) / safe_name(adapter.name)
+    print(f"all metrics: {folder / 'summary.json'}, {folder / 'summary.csv'}")
+    return 0
