@@ -1,0 +1,168 @@
+"""`primedepth predict INPUT... [-o OUT_DIR]`: depth maps for images, folders, lists and videos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from ..errors import InputError
+
+DEFAULT_OUTPUT_DIR = "primedepth_output"
+OUTPUT_CHOICES = ("png16", "npy", "color", "seg", "video")
+
+DESCRIPTION = """\
+Predict depth for images and videos. The result is affine-invariant inverse depth:
+larger values are closer, and scale and shift are unknown (align to ground truth for metres).
+
+Outputs mirror the input tree inside OUT_DIR, e.g. photos/a/b.jpg given as the folder
+'photos' gives OUT_DIR/a/b_depth.png. Existing outputs are never overwritten (unless
+--overwrite): re-running the same command skips finished files and resumes.
+"""
+
+EPILOG = f"""\
+output kinds (--outputs):
+  png16   NAME_depth.png        16-bit PNG, min/max normalised; the PNG text chunks depth_min
+                                and depth_max give raw = depth_min + value/65535 * (depth_max -
+                                depth_min) (primedepth.io.read_depth_png16 does this)
+  npy     NAME_depth.npy        float32 raw prediction
+  color   NAME_depth_color.png  colourised with --colormap (Spectral as the official release)
+  seg     NAME_seg.png          segmentation labels (palette PNG), same as --segmentation
+  video   NAME_depth.mp4        colourised depth video, for video inputs; their frames get
+                                the other outputs in NAME_frames/
+
+examples:
+  primedepth predict photo.jpg
+  primedepth predict photos/ --recursive -o depth/ --outputs png16,npy
+  primedepth predict "shots/*.png" list.txt clip.mp4 --batch-size 4 --dtype bf16
+  primedepth predict photos/ --model ./primedepth-model --colormap magma --seed 0
+
+exit status: 0 if every input succeeded, 1 if any failed, 2 for bad arguments or inputs.
+default model: {OFFICIAL_REPO_ID} (downloaded once, then cached).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `predict` sub-command."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="depth maps for images, folders, glob patterns, list files and videos",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="image or video file, folder, glob pattern (quote it) or .txt file of paths",
+    )
+    parser.add_argument(
+        "-o", "--output-dir", default=DEFAULT_OUTPUT_DIR, metavar="OUT_DIR",
+        help=f"where outputs go (default: ./{DEFAULT_OUTPUT_DIR})",
+    )
+    _add_input_options(parser.add_argument_group("inputs"))
+    _add_model_options(parser.add_argument_group("model"))
+    _add_output_options(parser.add_argument_group("outputs"))
+    parser.set_defaults(handler=run)
+
+
+def _add_input_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("-r", "--recursive", action="store_true",
+                       help="descend into sub-folders of folder inputs (and let ** match in patterns)")
+    group.add_argument("--max-size", type=_positive_int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+                       help="downscale images whose longer side exceeds this before prediction; "
+                       "depth is returned at the input size "
+                       f"(default: {DEFAULT_MAX_SIZE}, as the official model)")
+
+
+def _add_model_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--model", default=OFFICIAL_REPO_ID, metavar="MODEL",
+                       help="hub id, converted model folder or official .ckpt (default: %(default)s)")
+    group.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,mps}",
+                       help="where to run; auto picks cuda, then mps, then cpu (default: auto)")
+    group.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                       help="weights precision; bf16/fp16 halve memory on GPUs (default: fp32)")
+    group.add_argument("-b", "--batch-size", type=_positive_int, default=1, metavar="N",
+                       help="images per forward pass (default: 1)")
+    prompts = group.add_mutually_exclusive_group()
+    prompts.add_argument("--prompt", metavar="TEXT",
+                         help="text prompt for every image; 'auto' captions each image with BLIP-2 "
+                         "(default: the model's default prompt)")
+    prompts.add_argument("--caption", action="store_const", const="auto", dest="prompt",
+                         help="caption each image with BLIP-2 as the official code (same as --prompt auto; "
+                         "downloads and runs a large captioning model)")
+    group.add_argument("--seed", type=int, metavar="N",
+                       help="fix the single-step noise for reproducible results (default: random)")
+
+
+def _add_output_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--outputs", type=_output_list, default="png16,color,video", metavar="KINDS",
+                       help="comma-separated output kinds: "
+                       f"{', '.join(OUTPUT_CHOICES)} (default: png16,color,video; see below)")
+    group.add_argument("--segmentation", action="store_true",
+                       help="also write the segmentation head's labels (NAME_seg.png)")
+    group.add_argument("--colormap", default="Spectral", metavar="NAME",
+                       help="matplotlib colormap of the color outputs (default: Spectral)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="recompute and replace existing outputs instead of skipping them")
+    group.add_argument("--fail-fast", action="store_true",
+                       help="stop at the first input that fails (default: report it and go on)")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse type: auto, cpu, mps, cuda or cuda:N."""
+    kind, _, index = text.partition(":")
+    if kind in ("auto", "cpu", "mps", "cuda") and (not index or (kind == "cuda" and index.isdigit())):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}' is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def _output_list(text: str) -> tuple[str, ...]:
+    """argparse type: a comma-separated list of output kinds."""
+    kinds = tuple(dict.fromkeys(kind.strip() for kind in text.split(",") if kind.strip()))
+    unknown = [kind for kind in kinds if kind not in OUTPUT_CHOICES]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown output kind(s) '{','.join(unknown) or text}'; choose from {', '.join(OUTPUT_CHOICES)}"
+        )
+    return kinds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job; exit status 1 if any input failed."""
+    from ..predict import JobOptions, collect_items, load_pipeline, run_job
+
+    output_dir = Path(args.output_dir)
+    options = JobOptions(
+        output_dir=output_dir, outputs=args.outputs, colormap=args.colormap, batch_size=args.batch_size,
+        max_size=args.max_size, prompt=args.prompt, seed=args.seed, segmentation=args.segmentation,
+        overwrite=args.overwrite, fail_fast=args.fail_fast, keep_results=False, progress=True,
+    )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"{output_dir}: output path exists and is not a folder")
+    items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
+    _announce(items, output_dir)
+    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype), options)
+    print(summary.format(output_dir), file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def _announce(items: list, output_dir: Path) -> None:
+    """One line on what is about to happen."""
+    videos = sum(item.kind == "video" for item in items)
+    images = len(items) - videos
+    parts = [f"{images} image{'s' * (images != 1)}"]
+    if videos:
+        parts.append(f"{videos} video{'s' * (videos != 1)}")
+    print(f"primedepth predict: {' and '.join(parts)} -> {output_dir}", file=sys.stderr)
