@@ -64,15 +64,18 @@ def by_key(key: str, shape: tuple[int, ...], salt: str = "") -> torch.Tensor:
     return 0.02 * r
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'(49408, 1024)' / '()' -> tuple of ints."""
+    return tuple(int(p) for p in text.strip("()").split(",") if p.strip())
+
+
 def full_size_keys(prefixes: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     """Keys and shapes of the full-size official state dict (weights-check.tsv) under prefixes."""
     keys = {}
     for line in (FULL / "weights-check.tsv").read_text().splitlines():
         fields = line.split("\t")
-        if len(fields) < 2 or not fields[0].startswith(prefixes):
-            continue
-        shape = fields[1].strip("()[] ")
-        keys[fields[0]] = tuple(int(s) for s in shape.replace("x", ",").split(",") if s.strip())
+        if len(fields) >= 2 and fields[0].startswith(prefixes):
+            keys[fields[0]] = parse_shape(fields[1])
     return keys
 
 

@@ -22,7 +22,7 @@ CONFIG = TINY / "config.yaml"
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    return convert_checkpoint(CKPT, tmp_path_factory.mktemp("model") / "tiny", config=CONFIG)
+    return convert_checkpoint(CKPT, tmp_path_factory.mktemp("model") / "tiny", config=CONFIG, text_encoder=False)
 
 
 def _count(state_dict, prefix):
@@ -78,9 +78,9 @@ def test_existing_output_is_not_overwritten_unless_asked(converted):
     marker = converted / "unet" / "config.json"
     before = marker.read_text()
     with pytest.raises(InputError, match="--overwrite"):
-        convert_checkpoint(CKPT, converted, config=CONFIG)
+        convert_checkpoint(CKPT, converted, config=CONFIG, text_encoder=False)
     assert marker.read_text() == before
-    convert_checkpoint(CKPT, converted, config=CONFIG, overwrite=True)
+    convert_checkpoint(CKPT, converted, config=CONFIG, overwrite=True, text_encoder=False)
     assert marker.is_file()
 
 
@@ -113,10 +113,13 @@ def test_not_a_checkpoint_gives_a_clear_error(tmp_path):
 
 def test_cli_convert_half_precision_and_errors(tmp_path, capsys):
     out = tmp_path / "fp16"
-    assert main(["convert", str(CKPT), str(out), "--config", str(CONFIG), "--dtype", "fp16"]) == 0
+    assert main(["convert", str(CKPT), str(out), "--config", str(CONFIG), "--dtype", "fp16", "--no-text-encoder"]) == 0
     weights = load_file(str(out / "refiner" / "diffusion_pytorch_model.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.float16}
-    assert main(["convert", str(CKPT), str(out), "--config", str(CONFIG)]) != 0
+    assert main(["convert", str(CKPT), str(out), "--config", str(CONFIG), "--no-text-encoder"]) != 0
     assert "--overwrite" in capsys.readouterr().err
+    # The tiny model's 32-wide context has no public text encoder: a clear message, no traceback.
+    assert main(["convert", str(CKPT), str(tmp_path / "text"), "--config", str(CONFIG)]) != 0
+    assert "--no-text-encoder" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "nope.ckpt"), str(tmp_path / "x")]) != 0
     assert "not found" in capsys.readouterr().err

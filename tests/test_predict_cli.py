@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -263,7 +265,7 @@ def test_interrupted_video_leaves_no_partial_file(tmp_path, monkeypatch):
 )
 def test_prompt_options_reach_the_pipeline(capsys, monkeypatch, tmp_path, flags, prompt):
     fake = FakePipeline()
-    monkeypatch.setattr("primedepth.predict.load_pipeline", lambda *args: fake)
+    monkeypatch.setattr(importlib.import_module("primedepth.predict"), "load_pipeline", lambda *args: fake)
     image = _save(tmp_path / "a.png", Image.fromarray(_rgb()))
     code, err = run_cli(capsys, image, "-o", tmp_path / "out", *flags)
     assert code == 0, err

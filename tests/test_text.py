@@ -7,8 +7,6 @@ Everything else uses tiny towers and a tiny generated BPE vocabulary: nothing is
 
 from __future__ import annotations
 
-import math
-import zlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from primedepth.errors import InputError, PrimeDepthError, WeightsNotFoundError
+from primedepth.testing import TINY_MERGES, tiny_vocab
 from primedepth.text import (
     CONTEXT_LENGTH,
     OPEN_CLIP_TEXT_PREFIX,
@@ -35,6 +34,8 @@ from primedepth.text import (
     tokenize,
 )
 
+from .official import by_key, parse_shape
+
 # Relative to max |value| of the stored context. The official output was computed with 2 threads,
 # this test runs with 1; the fixture README measured no difference for text.context, and the
 # transformers encoder here reproduces it exactly (0.0), so 1e-5 is a pure float32 safety margin.
@@ -42,42 +43,6 @@ GOLDEN_RTOL = 1e-5
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def by_key(key: str, shape: tuple[int, ...], salt: str = "") -> torch.Tensor:
-    """The fixtures' deterministic weight for one state-dict key (README §3.1)."""
-    g = torch.Generator().manual_seed(zlib.crc32((salt + key).encode("utf-8")))
-    r = torch.randn(shape, generator=g, dtype=torch.float32)
-    if key.endswith(".weight") and len(shape) >= 2:
-        return r / math.sqrt(math.prod(shape[1:]))
-    if key.endswith(".weight"):
-        return 1.0 + 0.1 * r
-    if key.endswith(".bias"):
-        return 0.1 * r
-    return 0.02 * r
-
-
-def _parse_shape(text: str) -> tuple[int, ...]:
-    """'(49408, 1024)' / '()' → tuple of ints."""
-    return tuple(int(p) for p in text.strip("()").split(",") if p.strip())
-
-
-def clip_byte_chars() -> list[str]:
-    """The 256 printable stand-ins of byte-level BPE, in CLIP's vocabulary order ('!' first = id 0)."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = [b for b in range(256) if b not in kept]
-    return [chr(b) for b in kept] + [chr(256 + i) for i in range(len(extra))]
-
-
-TINY_MERGES = ["c a", "ca r</w>", "p h", "ph o", "t o</w>", "pho to</w>", "r e", "re d</w>"]
-
-
-def tiny_vocab() -> dict[str, int]:
-    """CLIP-shaped vocabulary: bytes, bytes + '</w>', a few merges, then <|startoftext|>, <|endoftext|>."""
-    chars = clip_byte_chars()
-    tokens = chars + [c + "</w>" for c in chars] + [m.replace(" ", "") for m in TINY_MERGES]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(tokens)}
 
 
 def tiny_open_clip_tower(vocab_size: int, width: int = 64, layers: int = 2, seed: int = 0) -> dict:
@@ -168,7 +133,7 @@ def test_full_size_text_tower_matches_official_context(official_fixtures: Path) 
     assert len(rows) == 294
     state_dict = {}
     for key, shape, _rule, total, first, _seed in rows:
-        tensor = by_key(key, _parse_shape(shape))
+        tensor = by_key(key, parse_shape(shape))
         assert tensor.reshape(-1)[0].item() == pytest.approx(float(first), rel=1e-6, abs=1e-12), key
         state_dict[key] = tensor
     # one sum per kind of rule, to be sure the by-key generation itself is right

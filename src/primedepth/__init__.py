@@ -1,7 +1,8 @@
 """PrimeDepth on diffusers: zero-shot monocular depth from a single frozen Stable Diffusion step.
 
 Public API (imported lazily, so that `import primedepth` and the CLI's help stay fast):
-`PrimeDepthPipeline`, `PrimeDepthOutput`, `PrimeDepthRefiner`, `LabelHead`, `convert_checkpoint`.
+`predict`, `PrimeDepthPipeline`, `PrimeDepthOutput`, `PrimeDepthRefiner`, `LabelHead`,
+`convert_checkpoint`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
+
+from .predict import predict  # noqa: E402  (light: numpy and PIL only; models load on call)
 
 _LAZY = {
     "PrimeDepthPipeline": "pipeline",

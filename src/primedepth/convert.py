@@ -43,6 +43,10 @@ from .constants import (
 from .errors import InputError, PrimeDepthError
 from .heads import LabelHead
 from .refiner import PrimeDepthRefiner
+from .text import has_open_clip_text_weights, load_text_encoder, load_tokenizer, text_encoder_from_open_clip
+
+# Width of the OpenCLIP ViT-H/14 text tower PrimeDepth is conditioned on.
+VIT_H14_CONTEXT_DIM = 1024
 
 __all__ = [
     "RELEASED_INFERENCE_CONFIG",
@@ -280,8 +284,27 @@ def _with_weights(factory, weights: dict[str, torch.Tensor], name: str) -> torch
     return model.eval().requires_grad_(False)
 
 
-def convert_state_dict(state_dict: dict[str, torch.Tensor], official_config: dict[str, Any]):
-    """Build a `PrimeDepthPipeline` holding the checkpoint's weights (no text encoder yet)."""
+def _text_components(state_dict: dict[str, torch.Tensor], context_dim: int) -> dict[str, Any]:
+    """Text encoder + tokenizer: the checkpoint's OpenCLIP tower when it has one, else the public
+    laion ViT-H/14 weights (same tower); the tokenizer's vocabulary always comes from the hub."""
+    if has_open_clip_text_weights(state_dict):
+        text_encoder = text_encoder_from_open_clip(state_dict)
+    elif context_dim == VIT_H14_CONTEXT_DIM:
+        text_encoder = load_text_encoder()
+    else:
+        raise InputError(
+            f"the checkpoint has no text encoder and its context width {context_dim} is not ViT-H/14's: "
+            "convert without a text encoder (--no-text-encoder) and pass prompt embeddings"
+        )
+    return {"text_encoder": text_encoder.eval().requires_grad_(False), "tokenizer": load_tokenizer()}
+
+
+def convert_state_dict(state_dict: dict[str, torch.Tensor], official_config: dict[str, Any], text_encoder: bool = False):
+    """Build a `PrimeDepthPipeline` holding the checkpoint's weights.
+
+    With `text_encoder`, the pipeline also gets the text encoder and tokenizer (see
+    `_text_components`; this may download from the hub). Without, callers pass prompt embeddings.
+    """
     from .pipeline import PrimeDepthPipeline
 
     configs = component_configs(official_config, state_dict)
@@ -301,7 +324,9 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], official_config: dic
             heads[name] = _with_weights(lambda c=config: LabelHead(**c), _head_state_dict(state_dict, prefix, config), name)
     if "depth_head" not in heads:
         raise PrimeDepthError("the checkpoint has no depth head (labeller.depth_predictor.*)")
+    text = _text_components(state_dict, configs.unet["cross_attention_dim"]) if text_encoder else {}
     return PrimeDepthPipeline(
+        **text,
         vae=vae,
         unet=unet,
         refiner=refiner,
@@ -317,12 +342,16 @@ def convert_checkpoint(
     config: str | os.PathLike | None = None,
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
+    text_encoder: bool = True,
 ) -> Path:
-    """Convert an official checkpoint into a model folder; written atomically (temp dir, rename)."""
+    """Convert an official checkpoint into a model folder; written atomically (temp dir, rename).
+
+    `text_encoder`: also write `text_encoder/` and `tokenizer/` (see `convert_state_dict`).
+    """
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise InputError(f"{output_dir} exists and is not empty (use --overwrite to replace it)")
-    pipeline = convert_state_dict(load_official_state_dict(checkpoint), load_official_config(config))
+    pipeline = convert_state_dict(load_official_state_dict(checkpoint), load_official_config(config), text_encoder)
     if dtype != torch.float32:
         for model in pipeline.components.values():
             if isinstance(model, torch.nn.Module):

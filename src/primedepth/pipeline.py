@@ -19,6 +19,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from .attention_maps import install_attention_map_processors
 from .constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE, VAE_ENCODER_NORM_EPS
@@ -27,6 +28,10 @@ from .heads import LabelHead, set_group_norm_eps
 from .preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
 from .processing import ImageInput, PreparedImage, as_image_list, prepare_image, restore_size
 from .refiner import PrimeDepthRefiner
+from .text import PromptEncoder
+
+# `prompt` value that captions each image with BLIP-2 first, as the official inference does.
+AUTO_PROMPT = "auto"
 
 __all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "RawPrediction"]
 
@@ -58,8 +63,8 @@ class PrimeDepthPipeline(DiffusionPipeline):
     (trained), optional `segmentation_head`, `scheduler` (the SD noise schedule, for t = 1).
     """
 
-    model_cpu_offload_seq = "vae->unet->refiner->depth_head->segmentation_head"
-    _optional_components = ["segmentation_head"]
+    model_cpu_offload_seq = "text_encoder->vae->unet->refiner->depth_head->segmentation_head"
+    _optional_components = ["segmentation_head", "text_encoder", "tokenizer"]
 
     def __init__(
         self,
@@ -69,6 +74,9 @@ class PrimeDepthPipeline(DiffusionPipeline):
         depth_head: LabelHead,
         scheduler: DDPMScheduler,
         segmentation_head: LabelHead | None = None,
+        text_encoder: CLIPTextModel | None = None,
+        tokenizer: CLIPTokenizer | None = None,
+        default_prompt: str = AUTO_PROMPT,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -78,9 +86,57 @@ class PrimeDepthPipeline(DiffusionPipeline):
             depth_head=depth_head,
             scheduler=scheduler,
             segmentation_head=segmentation_head,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
         )
+        # How this model was trained to be prompted: "auto" (BLIP-2 captions, the official model)
+        # or a fixed text; used when a call passes neither `prompt` nor `prompt_embeds`.
+        self.register_to_config(default_prompt=default_prompt)
         set_group_norm_eps(vae.encoder, VAE_ENCODER_NORM_EPS)  # official encoder eps, not SD's 1e-6
         install_attention_map_processors(unet)
+        self._prompt_encoder: PromptEncoder | None = None
+        self._captioner = None
+
+    # ----------------------------------------------------------------------------- text
+
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        """Text -> context, caching each distinct prompt (a fixed prompt is encoded once)."""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise InputError(
+                "this model folder has no text encoder/tokenizer: pass `prompt_embeds`, or convert the "
+                "checkpoint with its text encoder (primedepth convert)"
+            )
+        if self._prompt_encoder is None or self._prompt_encoder.text_encoder is not self.text_encoder:
+            self._prompt_encoder = PromptEncoder(self.text_encoder, self.tokenizer)
+        return self._prompt_encoder
+
+    @property
+    def captioner(self):
+        """The BLIP-2 captioner for `prompt="auto"`, created (not loaded) on first use."""
+        if self._captioner is None:
+            from .captioning import Blip2Captioner
+
+            self._captioner = Blip2Captioner(device=self._execution_device)
+        return self._captioner
+
+    def unload_captioner(self) -> None:
+        """Free the captioner's memory; it reloads if "auto" prompts are used again."""
+        if self._captioner is not None:
+            self._captioner.unload()
+
+    def _resolve_prompts(self, prompt: str | Sequence[str] | None, images: list, prepared: list[PreparedImage]) -> list[str]:
+        """One prompt per image; "auto" entries are replaced by BLIP-2 captions of the input images."""
+        prompt = self.config.default_prompt if prompt is None else prompt
+        prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != len(images) or not all(isinstance(p, str) for p in prompts):
+            raise InputError(f"prompt must be a string or a list of {len(images)} strings")
+        to_caption = [i for i, p in enumerate(prompts) if p == AUTO_PROMPT]
+        if to_caption:
+            sources = [_caption_source(images[i], prepared[i]) for i in to_caption]
+            for index, caption in zip(to_caption, self.captioner.caption(sources)):
+                prompts[index] = caption
+        return prompts
 
     # ----------------------------------------------------------------------------- raw model
 
@@ -179,6 +235,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
     def __call__(
         self,
         image: ImageInput | list[ImageInput],
+        prompt: str | Sequence[str] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         generator: Generator = None,
         posterior_noise: torch.Tensor | list[torch.Tensor] | None = None,
@@ -189,7 +246,9 @@ class PrimeDepthPipeline(DiffusionPipeline):
     ) -> PrimeDepthOutput:
         """Depth for one image or a batch (PIL images, HxWx3 arrays, 3xHxW tensors in [0, 1]).
 
-        `prompt_embeds`: (1 or B, 77, D) text conditioning. `max_size`: longer side above which
+        `prompt`: a text for all images, one per image, or "auto" to caption each image with
+        BLIP-2 as the official inference does (default: the model's `default_prompt`; "" is the
+        fastest). `prompt_embeds`: (1 or B, 77, D) precomputed conditioning instead. `max_size`: longer side above which
         images are downscaled (1024 as the official model). `batch_size`: images per forward
         pass (default: all images of one size at once).
         """
@@ -197,9 +256,14 @@ class PrimeDepthPipeline(DiffusionPipeline):
             raise InputError("batch_size must be >= 1")
         if max_size < VAE_DOWNSAMPLE:
             raise InputError(f"max_size must be >= {VAE_DOWNSAMPLE}")
-        prepared = [prepare_image(item, max_size) for item in as_image_list(image)]
+        images = as_image_list(image)
+        prepared = [prepare_image(item, max_size) for item in images]
+        prompts = None
         if prompt_embeds is None:
-            raise InputError("prompt_embeds are required: pass the text embedding (1 or B, 77, D)")
+            prompts = self._resolve_prompts(prompt, images, prepared)
+            prompt_embeds = self.prompt_encoder.encode(prompts, device=self._execution_device, dtype=self.unet.dtype)
+        elif prompt is not None:
+            raise InputError("pass either prompt or prompt_embeds, not both")
         prompt_embeds = self._check_prompt_embeds(prompt_embeds, len(prepared))
         posterior = self._explicit_noise(posterior_noise, len(prepared), "posterior_noise")
         steps = self._explicit_noise(step_noise, len(prepared), "step_noise")
@@ -225,4 +289,11 @@ class PrimeDepthPipeline(DiffusionPipeline):
                 if raw.segmentation is not None:
                     logits = raw.segmentation[row : row + 1].float()
                     segmentation[index] = restore_size(logits, item.processed_size, item.input_size)[0].cpu().numpy()
-        return PrimeDepthOutput(depth=depth, segmentation=segmentation if output_segmentation else None)
+        return PrimeDepthOutput(depth=depth, segmentation=segmentation if output_segmentation else None, prompts=prompts)
+
+
+def _caption_source(image: ImageInput, prepared: PreparedImage) -> ImageInput:
+    """What BLIP-2 sees: the original 8-bit image, as officially captioned, else pixels in [0, 1]."""
+    if isinstance(image, (np.ndarray, torch.Tensor)) and image.dtype not in (np.uint8, torch.uint8):
+        return (prepared.pixel_values[0] + 1) / 2
+    return image

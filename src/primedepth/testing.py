@@ -15,15 +15,62 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from transformers import CLIPTextModel, CLIPTokenizer
+
 from .convert import RELEASED_INFERENCE_CONFIG, component_configs
 from .heads import LabelHead
 from .pipeline import PrimeDepthPipeline
 from .refiner import PrimeDepthRefiner
+from .text import build_tokenizer, text_encoder_config
 
-__all__ = ["tiny_official_config", "tiny_pipeline", "save_tiny_model", "TINY_CONTEXT_DIM", "tiny_prompt_embeds"]
+__all__ = [
+    "TINY_CONTEXT_DIM",
+    "TINY_MERGES",
+    "clip_byte_chars",
+    "tiny_vocab",
+    "tiny_tokenizer",
+    "tiny_text_encoder",
+    "tiny_official_config",
+    "tiny_pipeline",
+    "tiny_prompt_embeds",
+    "save_tiny_model",
+]
 
 TINY_CONTEXT_DIM = 32
 TINY_SEGMENTATION_CLASSES = 5
+
+
+# A CLIP-shaped BPE vocabulary small enough to build in memory (the real one needs the hub).
+TINY_MERGES = ["c a", "ca r</w>", "p h", "ph o", "t o</w>", "pho to</w>", "r e", "re d</w>"]
+
+
+def clip_byte_chars() -> list[str]:
+    """The 256 printable stand-ins of byte-level BPE, in CLIP's vocabulary order ('!' first = id 0)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = [b for b in range(256) if b not in kept]
+    return [chr(b) for b in kept] + [chr(256 + i) for i in range(len(extra))]
+
+
+def tiny_vocab() -> dict[str, int]:
+    """Bytes, bytes + '</w>', the merges, then <|startoftext|>, <|endoftext|>, as CLIP orders them."""
+    chars = clip_byte_chars()
+    tokens = chars + [c + "</w>" for c in chars] + [m.replace(" ", "") for m in TINY_MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    return build_tokenizer(tiny_vocab(), TINY_MERGES)
+
+
+def tiny_text_encoder() -> CLIPTextModel:
+    """A 2-layer CLIP text tower of width TINY_CONTEXT_DIM (random weights, seeded by the caller)."""
+    vocab = tiny_vocab()
+    config = text_encoder_config(
+        hidden_size=TINY_CONTEXT_DIM, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+    )
+    return CLIPTextModel(config)
 
 
 def tiny_official_config() -> dict[str, Any]:
@@ -40,8 +87,12 @@ def tiny_official_config() -> dict[str, Any]:
     return config
 
 
-def tiny_pipeline(seed: int = 0, segmentation: bool = True) -> PrimeDepthPipeline:
-    """A tiny PrimeDepth pipeline with random weights (deterministic for a given seed)."""
+def tiny_pipeline(seed: int = 0, segmentation: bool = True, text: bool = True, default_prompt: str = "") -> PrimeDepthPipeline:
+    """A tiny PrimeDepth pipeline with random weights (deterministic for a given seed).
+
+    With `text`, it has a tiny text encoder and tokenizer; its default prompt is "" so that it
+    runs offline (the official model's default, "auto", needs BLIP-2 from the hub).
+    """
     configs = component_configs(tiny_official_config(), {})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -52,6 +103,9 @@ def tiny_pipeline(seed: int = 0, segmentation: bool = True) -> PrimeDepthPipelin
             depth_head=LabelHead(**configs.depth_head),
             segmentation_head=LabelHead(**configs.segmentation_head) if segmentation else None,
             scheduler=DDPMScheduler(**configs.scheduler),
+            text_encoder=tiny_text_encoder() if text else None,
+            tokenizer=tiny_tokenizer() if text else None,
+            default_prompt=default_prompt,
         )
     for model in pipeline.components.values():
         if isinstance(model, torch.nn.Module):
@@ -64,8 +118,8 @@ def tiny_prompt_embeds(batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 77, TINY_CONTEXT_DIM, generator=torch.Generator().manual_seed(seed))
 
 
-def save_tiny_model(directory: str | os.PathLike, seed: int = 0, segmentation: bool = True) -> Path:
+def save_tiny_model(directory: str | os.PathLike, seed: int = 0, segmentation: bool = True, text: bool = True) -> Path:
     """Write a loadable tiny model folder (as `primedepth convert` writes) and return its path."""
     directory = Path(directory)
-    tiny_pipeline(seed, segmentation).save_pretrained(directory, safe_serialization=True)
+    tiny_pipeline(seed, segmentation, text).save_pretrained(directory, safe_serialization=True)
     return directory

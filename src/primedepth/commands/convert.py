@@ -22,6 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="dtype of the written weights (default fp32)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it exists")
+    parser.add_argument(
+        "--no-text-encoder",
+        action="store_true",
+        help="do not write text_encoder/ and tokenizer/ (they come from the checkpoint's OpenCLIP "
+        "weights, else the public laion ViT-H/14, and need the hub for the vocabulary); the model "
+        "then needs prompt embeddings",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -31,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from ..convert import convert_checkpoint
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    path = convert_checkpoint(args.checkpoint, args.output_dir, config=args.config, dtype=dtype, overwrite=args.overwrite)
+    path = convert_checkpoint(
+        args.checkpoint,
+        args.output_dir,
+        config=args.config,
+        dtype=dtype,
+        overwrite=args.overwrite,
+        text_encoder=not args.no_text_encoder,
+    )
     print(f"wrote {path}")
     return 0

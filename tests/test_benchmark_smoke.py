@@ -1,0 +1,95 @@
+"""Smoke test of benchmarks/benchmark_inference.py on tiny models, so the script does not rot.
+
+Only that every run completes, gives finite outputs and formats; never any timing assertion.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from primedepth.testing import tiny_pipeline
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark_inference.py"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark_inference", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _common(result):
+    assert result["total"] > 0 and result["peak_memory"] > 0
+    assert result["finite"]
+
+
+def test_primedepth_official_and_floor_runs(bench):
+    pipeline = tiny_pipeline()
+    inputs = bench.make_inputs(pipeline, batch=2, size=64, device=CPU)
+    ours = bench.run_primedepth(pipeline, inputs, torch.float32, CPU, repeats=1, warmup=0)
+    _common(ours)
+    assert set(ours["stages"]) == {"vae_encode", "unet_preimage", "refiner", "depth_head", "seg_head"}
+    official = bench.run_official(pipeline, inputs, CPU, repeats=1, warmup=0)
+    _common(official)
+    floor = bench.run_floor(pipeline, inputs, torch.float32, CPU, repeats=1, warmup=0)
+    _common(floor)
+    assert set(floor["stages"]) == {"vae_encode", "unet_bare", "depth_head"}
+    common = {"size": 64, "batch": 2, "device": "cpu", "status": "ok"}
+    results = [
+        dict(ours, mode="primedepth", dtype="fp32", **common),
+        dict(official, mode="official", dtype="fp32", **common),
+        dict(floor, mode="floor", dtype="fp32", **common),
+    ]
+    table = bench.format_tables(results)
+    assert "| 64 | fp32 | 2 |" in table and "x |" in table
+    json.dumps(results)  # results are JSON-serialisable
+
+
+def test_official_style_maps_match_the_fused_capture(bench):
+    """The baseline computes the same preimage as the pipeline (else the comparison is unfair)."""
+    from primedepth.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
+
+    pipeline = tiny_pipeline()
+    inputs = bench.make_inputs(pipeline, batch=1, size=64, device=CPU)
+    with torch.no_grad():
+        latents = encode_latents(pipeline.vae, inputs["pixels"], inputs["posterior_noise"])
+        noisy = add_step_noise(pipeline.scheduler, latents, inputs["step_noise"])
+        temb = timestep_embedding(pipeline.unet, noisy)
+        fused = list(iter_decoder_steps(pipeline.unet, noisy, temb, inputs["context"]))
+        bench.install_official_style_processors(pipeline.unet)
+        explicit = list(iter_decoder_steps(pipeline.unet, noisy, temb, inputs["context"]))
+    for a, b in zip(fused, explicit, strict=True):
+        torch.testing.assert_close(a.features, b.features, rtol=1e-4, atol=1e-4)
+        if a.attention is not None:
+            torch.testing.assert_close(a.attention, b.attention, rtol=1e-4, atol=1e-4)
+
+
+def test_build_from_meta_and_baselines(bench):
+    pipeline = bench.build_primedepth("tiny", torch.bfloat16, CPU)
+    assert pipeline.unet.dtype == torch.bfloat16 and pipeline.segmentation_head is not None
+    inputs = bench.make_inputs(pipeline, batch=1, size=64, device=CPU)
+    _common(bench.run_primedepth(pipeline, inputs, torch.bfloat16, CPU, repeats=1, warmup=0, stages=False))
+    marigold = bench.build_marigold("tiny", torch.float32, CPU)
+    result = bench.run_marigold(marigold, inputs, torch.float32, CPU, repeats=1, warmup=0)
+    _common(result)
+    assert set(result["extrapolated"]) == set(bench.MARIGOLD_PROTOCOLS)
+    dav2 = bench.build_dav2("tiny", torch.float32, CPU)
+    _common(bench.run_dav2(dav2, batch=1, dtype=torch.float32, device=CPU, repeats=1, warmup=0, size=56))
+
+
+def test_cli_plan_and_quick_arguments(bench):
+    args = bench.parse_args(["--quick", "--device", "cpu"])
+    assert args.sizes == [256] and args.repeats == 1
+    modes = {spec["mode"] for spec in bench.plan(args)}
+    assert modes == set(bench.MODES)
+    args = bench.parse_args(["--sizes", "512", "768", "--dtypes", "fp32", "bf16", "--batch-sizes", "1", "--device", "cpu"])
+    official = [spec for spec in bench.plan(args) if spec["mode"] == "official"]
+    assert [spec["dtype"] for spec in official] == ["fp32", "fp32"]  # the baseline is always fp32
