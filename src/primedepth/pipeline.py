@@ -97,6 +97,20 @@ class PrimeDepthPipeline(DiffusionPipeline):
         self._prompt_encoder: PromptEncoder | None = None
         self._captioner = None
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *, original_config=None, text_encoder_from_hub: bool = True, **kwargs):
+        """Load from a model folder, an official checkpoint (.ckpt, converted once and cached), or a
+        hub repository id (default: the official PrimeDepth weights, converted once and cached).
+
+        `original_config`: official-format yaml for a checkpoint of another architecture.
+        `text_encoder_from_hub`: when converting a checkpoint, add the text encoder and tokenizer.
+        Other keyword arguments go to diffusers' `from_pretrained` (e.g. `torch_dtype`).
+        """
+        from .weights import resolve_model_folder
+
+        folder = resolve_model_folder(pretrained_model_name_or_path, original_config, text_encoder_from_hub)
+        return super().from_pretrained(folder, **kwargs)
+
     # ----------------------------------------------------------------------------- text
 
     @property

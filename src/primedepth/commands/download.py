@@ -1,0 +1,27 @@
+"""`primedepth download`: fetch and convert the weights ahead of time."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..constants import OFFICIAL_REPO_ID
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "download",
+        help="download and convert model weights into the cache",
+        description="Download a PrimeDepth model from the Hugging Face hub (default: the official "
+        "weights) and convert it once into the local cache ($PRIMEDEPTH_CACHE or $HF_HOME/primedepth), "
+        "so that later runs work offline.",
+    )
+    parser.add_argument("repo_id", nargs="?", default=OFFICIAL_REPO_ID, help=f"hub repository (default {OFFICIAL_REPO_ID})")
+    parser.add_argument("--revision", help="branch, tag or commit of the repository")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..weights import hub_model_folder
+
+    print(hub_model_folder(args.repo_id, args.revision))
+    return 0
