@@ -172,7 +172,7 @@ def test_video_gives_frames_and_a_depth_video(capsys, tiny_model, tmp_path):
     [
         (["--colormap", "nope"], "unknown colormap 'nope'"),
         (["--dtype", "fp16", "--device", "cpu"], "fp16 is for GPUs"),
-        (["--model", "/no/such/model"], "cannot load the model"),
+        (["--model", "/no/such/model"], "model not found"),
     ],
 )
 def test_bad_options_fail_cleanly(capsys, photos, tmp_path, extra, message):
