@@ -123,3 +123,14 @@ def test_cli_convert_half_precision_and_errors(tmp_path, capsys):
     assert "--no-text-encoder" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "nope.ckpt"), str(tmp_path / "x")]) != 0
     assert "not found" in capsys.readouterr().err
+
+
+def test_info_lists_components_and_the_licence(converted, capsys):
+    assert main(["info", str(converted)]) == 0
+    out = capsys.readouterr().out
+    assert "unet" in out and "UNet2DConditionModel" in out and "refiner" in out
+    assert "CreativeML Open RAIL++-M" in out and "total" in out
+    refiner_line = next(line for line in out.splitlines() if line.startswith("refiner"))
+    expected = sum(p.numel() for p in PrimeDepthPipeline.from_pretrained(converted).refiner.parameters())
+    assert f"{expected:,}" in refiner_line
+    assert main(["info", str(converted / "unet")]) != 0

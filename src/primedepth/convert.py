@@ -45,6 +45,17 @@ from .heads import LabelHead
 from .refiner import PrimeDepthRefiner
 from .text import has_open_clip_text_weights, load_text_encoder, load_tokenizer, text_encoder_from_open_clip
 
+# Converted folders carry the Stable Diffusion weights, hence their licence (official spec §0).
+MODEL_LICENCE_FILE = "LICENSE-MODEL.md"
+MODEL_LICENCE_NOTICE = """# CreativeML Open RAIL++-M (Stable Diffusion 2.x weights)
+
+This folder was converted from a PrimeDepth checkpoint. Its `vae/` and `unet/` are the frozen
+Stable Diffusion 2.1 weights and the trained parts derive from them, so the weights are subject to
+the CreativeML Open RAIL++-M licence of Stability AI (24 Nov 2022), including its use-based
+restrictions, which apply to derivatives and must be passed on to anyone you share them with.
+The PrimeDepth code is MIT-licensed; the text encoder is OpenCLIP ViT-H/14 (LAION).
+"""
+
 # Width of the OpenCLIP ViT-H/14 text tower PrimeDepth is conditioned on.
 VIT_H14_CONTEXT_DIM = 1024
 
@@ -361,6 +372,7 @@ def convert_checkpoint(
     staging.chmod(0o755)
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
+        (staging / MODEL_LICENCE_FILE).write_text(MODEL_LICENCE_NOTICE, encoding="utf-8")
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
