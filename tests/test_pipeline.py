@@ -114,8 +114,12 @@ def test_bad_tensors_and_options_raise_clear_value_errors(pipe, context):
     image = _image(64, 64)
     with pytest.raises(ValueError, match="prompt_embeds"):
         pipe(image, prompt_embeds=torch.zeros(1, 77, 7))
-    with pytest.raises(ValueError, match="prompt_embeds are required"):
-        pipe(image)
+    with pytest.raises(ValueError, match="either prompt or prompt_embeds"):
+        pipe(image, prompt="a room", prompt_embeds=context)
+    with pytest.raises(ValueError, match="no text encoder"):
+        tiny_pipeline(text=False)(image, prompt="a room")
+    with pytest.raises(ValueError, match="list of 1 strings"):
+        pipe(image, prompt=["a", "b"])
     with pytest.raises(ValueError, match="batch_size"):
         pipe(image, prompt_embeds=context, batch_size=0)
     with pytest.raises(ValueError, match="posterior_noise"):

@@ -589,8 +589,9 @@ class VideoInfo:
     frames: int | None
 
 
-def probe_video(path: Path) -> VideoInfo:
-    """Frame rate and (if the container knows it) frame count, without decoding frames."""
+@contextmanager
+def _first_video_stream(path: Path) -> Iterator[tuple[Any, Any]]:
+    """(container, first video stream) of a video file; FFmpeg errors become InputError."""
     import av
 
     _check_readable_file(path)
@@ -598,11 +599,16 @@ def probe_video(path: Path) -> VideoInfo:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            fps = stream.average_rate or stream.guessed_rate or Fraction(25)
-            return VideoInfo(fps=Fraction(fps), frames=stream.frames or None)
+            yield container, container.streams.video[0]
     except av.error.FFmpegError as error:
-        raise InputError(f"{path}: not a readable video ({error})") from None
+        raise InputError(f"{path}: corrupt or unreadable video ({error})") from None
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Frame rate and (if the container knows it) frame count, without decoding frames."""
+    with _first_video_stream(path) as (_, stream):
+        fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+        return VideoInfo(fps=Fraction(fps), frames=stream.frames or None)
 
 
 def read_video_frames(path: Path) -> Iterator[np.ndarray]:
@@ -610,21 +616,12 @@ def read_video_frames(path: Path) -> Iterator[np.ndarray]:
 
     Rotation metadata (phones record portrait video as rotated landscape) is applied.
     """
-    import av
-
-    _check_readable_file(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                pixels = frame.to_ndarray(format="rgb24")
-                turns = round(frame.rotation / 90) % 4
-                yield np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
-    except av.error.FFmpegError as error:
-        raise InputError(f"{path}: corrupt or unreadable video ({error})") from None
+    with _first_video_stream(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            pixels = frame.to_ndarray(format="rgb24")
+            turns = round(frame.rotation / 90) % 4
+            yield np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 
 
 def _video_codec() -> str:
