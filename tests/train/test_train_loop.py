@@ -114,6 +114,7 @@ def test_training_lowers_the_loss_keeps_sd_frozen_and_writes_a_loadable_model(wo
     generator = torch.Generator().manual_seed(0)
     output = loaded(torch.rand(3, 64, 96), prompt_embeds=tiny_prompt_embeds(1), generator=generator)
     assert output.depth[0].shape == (64, 96) and np.isfinite(output.depth[0]).all()
+    assert loaded.config.default_prompt == trainer.config.model.prompt  # prompted as trained
     assert torch.equal(loaded.refiner.conv_out.weight, trainer.pipeline.refiner.conv_out.weight)
     assert all(torch.equal(loaded.unet.state_dict()[k], v) for k, v in trainer.pipeline.unet.state_dict().items())
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

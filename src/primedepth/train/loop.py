@@ -370,6 +370,8 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.output_dir / "training_config.yaml")
             shutil.rmtree(self.base_dir, ignore_errors=True)
+            # The trained model is meant to be prompted as it was trained (not with BLIP-2 captions).
+            pipeline.register_to_config(default_prompt=config.model.prompt)
             pipeline.save_pretrained(self.base_dir, safe_serialization=True)
         self.accelerator.wait_for_everyone()
         device, weight_dtype = self.accelerator.device, WEIGHT_DTYPES[config.mixed_precision]
