@@ -10,6 +10,10 @@ The command line and the Python API share one engine, `run_job`:
    reported with its path and reason and the others go on (or the job stops, `fail_fast`);
 5. outputs are written atomically (`primedepth.io`), video frames one batch at a time.
 
+With `ensemble`, the second model is loaded with the pipeline (step 3) and every output holds
+the PrimeDepth + Depth Anything V2 ensemble (`primedepth.ensemble`), marked as such in the
+PNG metadata, the results and the summary.
+
 torch is imported only where the model is loaded, so that importing this module is cheap.
 """
 
@@ -54,6 +58,7 @@ class Prediction:
     `status` is 'done', 'skipped' (its outputs existed) or 'failed' (then `error` says why).
     `depth` is affine-invariant inverse depth (H, W), larger = closer; `segmentation` the
     (C, H, W) logits when asked for. Both are None unless the job keeps results in memory.
+    `ensemble` describes the ensemble `depth` comes from, None for PrimeDepth alone.
     """
 
     name: str
@@ -64,11 +69,16 @@ class Prediction:
     prompt: str | None = None
     error: str | None = None
     outputs: list[Path] = field(default_factory=list)
+    ensemble: str | None = None
 
 
 @dataclass
 class JobOptions:
-    """Everything about a job except its inputs and model; see `predict` for the meaning."""
+    """Everything about a job except its inputs and model; see `predict` for the meaning.
+
+    `ensemble` is the second model of the ensemble (see `primedepth.ensemble.ensemble_pipeline`)
+    or None; it is loaded with the pipeline, only when something is left to do.
+    """
 
     output_dir: Path | None = None
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
@@ -82,6 +92,7 @@ class JobOptions:
     fail_fast: bool = False
     keep_results: bool = True
     progress: bool = False
+    ensemble: Any = None
 
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
@@ -116,6 +127,7 @@ class JobSummary:
     images: int = 0  # images and video frames predicted
     seconds: float = 0.0
     stopped: bool = False  # fail_fast stopped the job early
+    ensemble: str | None = None  # what the depth maps are when they are an ensemble
     failures: list[tuple[str, str]] = field(default_factory=list)
     results: list[Prediction] = field(default_factory=list)
 
@@ -133,6 +145,8 @@ class JobSummary:
         ]
         if output_dir is not None and (self.done or self.skipped):
             lines.append(f"outputs in {output_dir}")
+        if self.ensemble is not None and self.done:
+            lines.append(f"depth is the ensemble {self.ensemble}")
         if self.skipped:
             lines.append("existing outputs were kept; use --overwrite to recompute them")
         if self.failures:
@@ -228,7 +242,8 @@ def run_job(
     """Predict every item and write its outputs; return what happened.
 
     `get_pipeline` returns the pipeline; it is called only when something is left to do, so
-    re-running a finished job returns at once without loading the model.
+    re-running a finished job returns at once without loading the model. The ensemble member
+    of `options.ensemble` is loaded right after it, on the same device and in the same dtype.
     """
     from tqdm import tqdm
 
@@ -238,7 +253,7 @@ def run_job(
     if not todo:
         summary.seconds = time.perf_counter() - started
         return summary
-    pipeline = get_pipeline()
+    pipeline = _load_models(get_pipeline, options, summary)
     _check_pipeline(pipeline, options)
     bar = tqdm(total=_count_images(todo), unit="img", dynamic_ncols=True, file=sys.stderr,
                disable=None if options.progress else True)
@@ -255,6 +270,18 @@ def run_job(
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _load_models(get_pipeline: Callable[[], Any], options: JobOptions, summary: JobSummary) -> Any:
+    """The pipeline, wrapped into the ensemble when asked (recorded in the summary)."""
+    pipeline = get_pipeline()
+    if options.ensemble is None:
+        return pipeline
+    from .ensemble import ensemble_pipeline
+
+    pipeline = ensemble_pipeline(pipeline, options.ensemble)
+    summary.ensemble = pipeline.description
+    return pipeline
 
 
 def _check_pipeline(pipeline: Any, options: JobOptions) -> None:
@@ -346,6 +373,7 @@ class _Runner:
         self.options = options
         self.summary = summary
         self.bar = bar
+        self.png_text = _png_text(summary.ensemble)
 
     # ---------------------------------------------------------------- reporting
 
@@ -374,6 +402,7 @@ class _Runner:
             self.summary.results.append(Prediction(
                 name=str(name), source=item.path, status="done", depth=depth,
                 segmentation=segmentation, prompt=prompt, outputs=written,
+                ensemble=self.summary.ensemble,
             ))
 
     # ---------------------------------------------------------------- model calls
@@ -394,7 +423,9 @@ class _Runner:
         if self.options.output_dir is None:
             return []
         paths = io.output_paths(self.options.output_dir, name, self.options.frame_kinds)
-        return io.write_outputs(paths, depth, segmentation, self.options.colormap, self.options.overwrite)
+        return io.write_outputs(
+            paths, depth, segmentation, self.options.colormap, self.options.overwrite, png_text=self.png_text
+        )
 
     # ---------------------------------------------------------------- images
 
@@ -479,6 +510,15 @@ class _Runner:
         self.summary.done += 1
 
 
+def _png_text(ensemble: str | None) -> dict[str, str]:
+    """Extra text chunks of the depth PNGs: the ensemble marker when there is one."""
+    if ensemble is None:
+        return {}
+    from .ensemble import ENSEMBLE_PNG_KEY
+
+    return {ENSEMBLE_PNG_KEY: ensemble}
+
+
 def _load(item: io.InputItem) -> Any:
     """The image of an item: decoded from its file, or the in-memory image as given."""
     return io.read_image(item.path) if item.path is not None else item.image
@@ -538,6 +578,7 @@ def predict(
     recursive: bool = False,
     errors: str = "raise",
     progress: bool = False,
+    ensemble: Any = None,
 ) -> list[Prediction]:
     """Depth for images, folders, glob patterns, list files and videos, in one call.
 
@@ -548,7 +589,11 @@ def predict(
     kept unless `overwrite`, and inputs whose outputs all exist are skipped. `prompt`: None
     for the model's default, a text, or "auto" to caption each image. `seed`: fixes the
     noise, per image. `errors`: "raise" stops at the first bad input with its error; "skip"
-    goes on and marks it failed in the results.
+    goes on and marks it failed in the results. `ensemble`: None for PrimeDepth alone, or the
+    paper's ensemble with Depth Anything V2: "depth-anything-v2-large", another Depth Anything
+    V2 hub id or model folder, or a loaded disparity adapter (`primedepth.eval`); its
+    disparity is aligned to PrimeDepth's by least squares and averaged, for every output.
+    Outputs of an earlier run without the ensemble are skipped unless `overwrite`.
 
     Returns one `Prediction` per image or video frame, in input order.
     """
@@ -558,7 +603,7 @@ def predict(
         output_dir=Path(output_dir) if output_dir is not None else None,
         outputs=tuple(outputs), colormap=colormap, batch_size=batch_size, max_size=max_size,
         prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
-        fail_fast=errors == "raise", keep_results=True, progress=progress,
+        fail_fast=errors == "raise", keep_results=True, progress=progress, ensemble=ensemble,
     )
     items = collect_items(inputs, recursive=recursive, output_dir=options.output_dir)
     if model is not None and not isinstance(model, (str, Path)):

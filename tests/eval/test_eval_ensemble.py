@@ -7,7 +7,7 @@ import pytest
 
 from primedepth.ensemble import EnsembleAdapter, align_to_reference, ensemble_disparity
 from primedepth.errors import InputError
-from primedepth.eval import CallableAdapter
+from primedepth.eval import CallableAdapter, fit_scale_shift
 
 
 def _maps(seed=0):
@@ -40,6 +40,14 @@ def test_average_of_reference_and_least_squares_aligned_other():
     aligned = align_to_reference(corrupted, primedepth, mask)
     clean = align_to_reference(np.where(mask, other, 0), primedepth, mask & np.isfinite(corrupted))
     np.testing.assert_allclose(aligned[2:], clean[2:], rtol=1e-9)
+
+
+def test_the_ensemble_fits_with_the_protocol_fit():
+    primedepth, noise = _maps(3)
+    other = 2.0 * primedepth + noise
+    mask = primedepth > 0.3
+    scale, shift = fit_scale_shift(other, primedepth, mask)
+    np.testing.assert_array_equal(align_to_reference(other, primedepth, mask), other * scale + shift)
 
 
 def test_adapter_combines_two_disparity_adapters():

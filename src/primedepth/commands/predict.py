@@ -37,6 +37,13 @@ examples:
   primedepth predict photos/ --recursive -o depth/ --outputs png16,npy
   primedepth predict "shots/*.png" list.txt clip.mp4 --batch-size 4 --dtype bf16
   primedepth predict photos/ --model ./primedepth-model --colormap magma --seed 0
+  primedepth predict photos/ --ensemble depth-anything-v2-large -o depth_ensemble/
+
+ensemble (--ensemble): the paper's best model, the pixel-wise average of PrimeDepth and
+Depth Anything V2. Without ground truth, Depth Anything's disparity is first aligned to
+PrimeDepth's by least squares; every output then holds the ensemble, and the depth PNGs
+say so in their 'depth_ensemble' text chunk. Use a fresh OUT_DIR (or --overwrite) when a
+folder already holds PrimeDepth-only outputs: existing outputs are never recomputed.
 
 exit status: 0 if every input succeeded, 1 if any failed, 2 for bad arguments or inputs.
 default model: {OFFICIAL_REPO_ID} (downloaded once, then cached).
@@ -93,6 +100,18 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
                          "downloads and runs a large captioning model)")
     group.add_argument("--seed", type=int, metavar="N",
                        help="fix the single-step noise for reproducible results (default: random)")
+    _add_ensemble_options(group)
+
+
+def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
+    from ..ensemble import DEFAULT_ENSEMBLE, ENSEMBLE_MEMBERS
+
+    group.add_argument("--ensemble", choices=tuple(ENSEMBLE_MEMBERS),
+                       help="average PrimeDepth with this model, aligned to it by least squares "
+                       "(same device and dtype; see below)")
+    group.add_argument("--ensemble-model", metavar="PATH_OR_ID",
+                       help="hub id or local folder of the Depth Anything V2 weights for the ensemble; "
+                       f"implies --ensemble (default: {ENSEMBLE_MEMBERS[DEFAULT_ENSEMBLE]})")
 
 
 def _add_output_options(group: argparse._ArgumentGroup) -> None:
@@ -148,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=output_dir, outputs=args.outputs, colormap=args.colormap, batch_size=args.batch_size,
         max_size=args.max_size, prompt=args.prompt, seed=args.seed, segmentation=args.segmentation,
         overwrite=args.overwrite, fail_fast=args.fail_fast, keep_results=False, progress=True,
+        ensemble=args.ensemble_model or args.ensemble,
     )
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(f"{output_dir}: output path exists and is not a folder")

@@ -69,7 +69,12 @@ def _nearest_indices(size: int, factor: float) -> np.ndarray:
 def fit_scale_shift(
     pred: np.ndarray, target: np.ndarray, mask: np.ndarray, max_res: int | None = None
 ) -> tuple[float, float]:
-    """Least-squares (scale, shift) with `scale * pred + shift ~ target` on `mask`."""
+    """Least-squares (scale, shift) with `scale * pred + shift ~ target` on `mask`.
+
+    The only scale-and-shift fit of the package: the ground-truth-free ensemble
+    (`primedepth.ensemble.align_to_reference`) fits with it too, so what users run and what
+    the benchmark scores cannot drift apart.
+    """
     pred_fit = nearest_downsample(pred, max_res)
     target_fit = nearest_downsample(target, max_res)
     mask_fit = nearest_downsample(mask, max_res)
