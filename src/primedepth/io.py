@@ -482,10 +482,19 @@ def depth_to_png16(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.round(normalized * PNG16_MAX).astype(np.uint16), low, high
 
 
-def save_depth_png16(path: Path, depth: np.ndarray) -> None:
-    """Write depth as a 16-bit PNG with its min/max in text chunks (see `read_depth_png16`)."""
-    values, low, high = depth_to_png16(depth)
+def _png_info(text: dict[str, str] | None) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    return info
+
+
+def save_depth_png16(path: Path, depth: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write depth as a 16-bit PNG with its min/max in text chunks (see `read_depth_png16`).
+
+    `text`: extra text chunks (e.g. that the depth is an ensemble)."""
+    values, low, high = depth_to_png16(depth)
+    info = _png_info(text)
     info.add_text("depth_min", repr(low))
     info.add_text("depth_max", repr(high))
     info.add_text("depth_decode", PNG16_DECODE)
@@ -515,10 +524,10 @@ def save_depth_npy(path: Path, depth: np.ndarray) -> None:
         np.save(file, np.asarray(depth, dtype=np.float32))
 
 
-def save_color(path: Path, depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> None:
-    """Write the colourised depth as an 8-bit RGB PNG."""
+def save_color(path: Path, depth: np.ndarray, colormap: str = DEFAULT_COLORMAP, text: dict[str, str] | None = None) -> None:
+    """Write the colourised depth as an 8-bit RGB PNG (`text`: extra text chunks)."""
     with atomic_path(path) as temporary:
-        Image.fromarray(colorize_depth(depth, colormap)).save(temporary, format="PNG")
+        Image.fromarray(colorize_depth(depth, colormap)).save(temporary, format="PNG", pnginfo=_png_info(text))
 
 
 def segmentation_labels(logits: np.ndarray) -> np.ndarray:
@@ -554,21 +563,23 @@ def write_outputs(
     segmentation: np.ndarray | None = None,
     colormap: str = DEFAULT_COLORMAP,
     overwrite: bool = False,
+    png_text: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write each requested per-image output; existing files are kept unless `overwrite`.
 
     Returns the paths actually written. The 'video' kind is handled by `DepthVideoWriter`.
+    `png_text` goes into the depth PNGs (16-bit and colour) as text chunks.
     """
     written = []
     for kind, path in paths.items():
         if path.exists() and not overwrite:
             continue
         if kind == "png16":
-            save_depth_png16(path, depth)
+            save_depth_png16(path, depth, png_text)
         elif kind == "npy":
             save_depth_npy(path, depth)
         elif kind == "color":
-            save_color(path, depth, colormap)
+            save_color(path, depth, colormap, png_text)
         elif kind == "seg" and segmentation is not None:
             save_segmentation(path, segmentation)
         else:

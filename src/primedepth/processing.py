@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .constants import VAE_DOWNSAMPLE
 from .errors import InputError
 
-__all__ = ["ImageInput", "PreparedImage", "processed_size", "prepare_image", "as_image_list", "restore_size"]
+__all__ = ["ImageInput", "PreparedImage", "processed_size", "to_rgb_float", "prepare_image", "as_image_list", "restore_size"]
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -125,6 +125,15 @@ def _to_rgb_float(array: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.clip(array, 0.0, 1.0), False
 
 
+def to_rgb_float(image: ImageInput) -> tuple[np.ndarray, bool]:
+    """Validate any accepted single image: (HxWx3 float32 in [0, 1], whether it was 8-bit).
+
+    Every model fed from the pipeline's inputs (e.g. an ensemble member) uses this, so an image
+    is accepted by all of them or by none.
+    """
+    return _to_rgb_float(_to_hwc_array(image))
+
+
 def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tensor:
     """Antialiased bilinear resize to (h, w); PIL for 8-bit data (official), torch otherwise."""
     if is_8bit:
@@ -137,7 +146,7 @@ def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tens
 
 def prepare_image(image: ImageInput, max_size: int) -> PreparedImage:
     """Validate one image and turn it into model input (official pre-processing)."""
-    rgb, is_8bit = _to_rgb_float(_to_hwc_array(image))
+    rgb, is_8bit = to_rgb_float(image)
     input_size = rgb.shape[:2]
     size = processed_size(*input_size, max_size)
     if size == input_size:

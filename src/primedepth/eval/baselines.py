@@ -152,18 +152,19 @@ class MarigoldAdapter:
         self.device, self.dtype, self.seed = device, _check_dtype(dtype), seed
         self._pipeline = pipeline
 
-    def _load(self) -> Any:
+    def load(self) -> None:
+        """Load the weights now (otherwise on the first call)."""
         from diffusers import MarigoldDepthPipeline
 
         pipe = MarigoldDepthPipeline.from_pretrained(self.model_id, torch_dtype=_torch_dtype(self.dtype))
         pipe.set_progress_bar_config(disable=True)
-        return pipe.to(self.device)
+        self._pipeline = pipe.to(self.device)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         from PIL import Image
 
         if self._pipeline is None:
-            self._pipeline = self._load()
+            self.load()
         output = self._pipeline(
             Image.fromarray(image),
             num_inference_steps=self.num_inference_steps,
@@ -193,7 +194,8 @@ class DepthAnythingV2Adapter:
         self.name, self.model_id, self.device, self.dtype = name, model_id, device, _check_dtype(dtype)
         self._model, self._processor = model, processor
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the weights now (otherwise on the first call)."""
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
         self._processor = AutoImageProcessor.from_pretrained(self.model_id)
@@ -207,7 +209,7 @@ class DepthAnythingV2Adapter:
         import torch.nn.functional as F
 
         if self._model is None:
-            self._load()
+            self.load()
         inputs = self._processor(images=image, return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.device, dtype=next(self._model.parameters()).dtype)
         with torch.inference_mode():
@@ -242,14 +244,15 @@ class PrimeDepthAdapter:
         self.name = name or _primedepth_name(model)
         self._pipeline = pipeline
 
-    def _load(self) -> Any:
+    def load(self) -> None:
+        """Load the weights now (otherwise on the first call)."""
         from ..predict import load_pipeline
 
-        return load_pipeline(self.model, device=self.device, dtype=_SHORT_DTYPES[self.dtype])
+        self._pipeline = load_pipeline(self.model, device=self.device, dtype=_SHORT_DTYPES[self.dtype])
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self._pipeline is None:
-            self._pipeline = self._load()
+            self.load()
         kwargs: dict[str, Any] = {"generator": _generator("cpu", self.seed)}
         if self.prompt is not None:
             kwargs["prompt"] = self.prompt
