@@ -159,3 +159,19 @@ def test_half_precision_is_finite_and_rounds_like_its_dtype(dtype, latent_tolera
         latent = encode_latents(pipeline.vae, case["image"].to(dtype), case["posterior_noise"])
     error = ((latent.float() - case["latent"]).norm() / case["latent"].norm()).item()
     assert error < latent_tolerance
+
+
+def test_model_cpu_offload_moves_the_unet_for_the_preimage_walk(context):
+    """Offload hooks fire on `forward`; the walk never calls `unet.forward`, so it onloads by hand."""
+    image = _image(64, 64)
+    expected = tiny_pipeline()(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    pipeline = tiny_pipeline()
+    pipeline.enable_model_cpu_offload(device="cpu")  # the hooks' mechanics work on any device
+    calls = []
+    hook = pipeline.unet._hf_hook
+    original = hook.pre_forward
+    hook.pre_forward = lambda module, *args, **kwargs: calls.append(module) or original(module, *args, **kwargs)
+    got = pipeline(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    assert calls and calls[0] is pipeline.unet
+    assert not hasattr(pipeline.refiner, "_hf_hook")  # kept on the device with the UNet
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())

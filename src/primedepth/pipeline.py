@@ -63,7 +63,10 @@ class PrimeDepthPipeline(DiffusionPipeline):
     (trained), optional `segmentation_head`, `scheduler` (the SD noise schedule, for t = 1).
     """
 
-    model_cpu_offload_seq = "text_encoder->vae->unet->refiner->depth_head->segmentation_head"
+    # Under `enable_model_cpu_offload` the refiner stays on the device: it consumes the UNet walk
+    # step by step, so both must be there together (the UNet is moved in by `_onload`).
+    model_cpu_offload_seq = "text_encoder->vae->unet->depth_head->segmentation_head"
+    _exclude_from_cpu_offload = ["refiner"]
     _optional_components = ["segmentation_head", "text_encoder", "tokenizer"]
 
     def __init__(
@@ -221,6 +224,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
         context = self._check_prompt_embeds(prompt_embeds, batch).to(device, dtype)
         latents = encode_latents(self.vae, pixel_values.to(device, self.vae.dtype), posterior_noise.to(device))
         noisy = add_step_noise(self.scheduler, latents.to(dtype), step_noise.to(device))
+        _onload(self.unet)
         temb = timestep_embedding(self.unet, noisy)
         features = self.refiner(iter_decoder_steps(self.unet, noisy, temb, context), temb, context)
         depth = self.depth_head(features)
@@ -304,6 +308,17 @@ class PrimeDepthPipeline(DiffusionPipeline):
                     logits = raw.segmentation[row : row + 1].float()
                     segmentation[index] = restore_size(logits, item.processed_size, item.input_size)[0].cpu().numpy()
         return PrimeDepthOutput(depth=depth, segmentation=segmentation if output_segmentation else None, prompts=prompts)
+
+
+def _onload(module: torch.nn.Module) -> None:
+    """Under model CPU offload, bring `module` to the device as its forward hook would.
+
+    The preimage walk calls the UNet's blocks, never `unet.forward`, so the hook that
+    `enable_model_cpu_offload` puts on the forward must be triggered by hand.
+    """
+    hook = getattr(module, "_hf_hook", None)
+    if hook is not None:
+        hook.pre_forward(module)
 
 
 def _caption_source(image: ImageInput, prepared: PreparedImage) -> ImageInput:
