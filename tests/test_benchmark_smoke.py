@@ -39,11 +39,15 @@ def test_primedepth_official_and_floor_runs(bench):
     assert set(ours["stages"]) == {"vae_encode", "unet_preimage", "refiner", "depth_head", "seg_head"}
     official = bench.run_official(pipeline, inputs, CPU, repeats=1, warmup=0)
     _common(official)
+    capture = bench.run_capture_overhead(pipeline, inputs, torch.float32, CPU, repeats=1, warmup=0)
+    _common(capture)
+    assert {"unet_preimage", "unet_bare"} <= set(capture["stages"])
     floor = bench.run_floor(pipeline, inputs, torch.float32, CPU, repeats=1, warmup=0)
     _common(floor)
     assert set(floor["stages"]) == {"vae_encode", "unet_bare", "depth_head"}
     common = {"size": 64, "batch": 2, "device": "cpu", "status": "ok"}
     results = [
+        dict(capture, mode="capture", dtype="fp32", **common),
         dict(ours, mode="primedepth", dtype="fp32", **common),
         dict(official, mode="official", dtype="fp32", **common),
         dict(floor, mode="floor", dtype="fp32", **common),
@@ -51,6 +55,24 @@ def test_primedepth_official_and_floor_runs(bench):
     table = bench.format_tables(results)
     assert "| 64 | fp32 | 2 |" in table and "x |" in table
     json.dumps(results)  # results are JSON-serialisable
+
+
+def test_tables_from_json_files(bench, tmp_path, capsys):
+    """--from-json merges result files (a later one replaces the same configuration) and reports failures."""
+    row = {"size": 64, "batch": 1, "device": "cpu", "dtype": "fp32", "peak_memory": 2**30, "resident_before": 2**29,
+           "finite": True}
+    first = [dict(row, mode="primedepth", status="ok", total=2.0, stages={"unet_preimage": 1.0}),
+             dict(row, mode="official", status="timeout > 10 s")]
+    second = [dict(row, mode="primedepth", status="ok", total=1.0, stages={"unet_preimage": 0.5}),
+              dict(row, mode="marigold", status="not run: time budget spent")]
+    paths = []
+    for index, results in enumerate((first, second)):
+        paths.append(tmp_path / f"r{index}.json")
+        paths[-1].write_text(json.dumps({"machine": "test machine", "results": results}))
+    markdown = tmp_path / "table.md"
+    assert bench.main(["--from-json", *map(str, paths), "--markdown", str(markdown)]) == 0
+    table = markdown.read_text()
+    assert "| 64 | fp32 | 1 | 1.00 |" in table and "timeout > 10 s" in table and "not run: time budget spent" in table
 
 
 def test_official_style_maps_match_the_fused_capture(bench):
@@ -90,6 +112,7 @@ def test_cli_plan_and_quick_arguments(bench):
     assert args.sizes == [256] and args.repeats == 1
     modes = {spec["mode"] for spec in bench.plan(args)}
     assert modes == set(bench.MODES)
+    assert bench.plan(args)[0]["mode"] == "capture"
     args = bench.parse_args(["--sizes", "512", "768", "--dtypes", "fp32", "bf16", "--batch-sizes", "1", "--device", "cpu"])
     official = [spec for spec in bench.plan(args) if spec["mode"] == "official"]
     assert [spec["dtype"] for spec in official] == ["fp32", "fp32"]  # the baseline is always fp32
