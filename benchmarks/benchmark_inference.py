@@ -456,6 +456,8 @@ def run_configuration(spec: dict[str, Any]) -> dict[str, Any]:
         result = run_marigold(pipeline, inputs, dtype, device, repeats, warmup)
     else:
         pipeline = spec.get("_pipeline") or build_primedepth(scale, dtype, device)
+        if spec.get("channels_last"):
+            pipeline.enable_channels_last()
         build_time = time.perf_counter() - start
         inputs = make_inputs(pipeline, batch, size, device)
         stages = spec.get("stages", True)
@@ -513,7 +515,7 @@ def plan(args) -> list[dict[str, Any]]:
     """
     specs = []
     common = {"device": args.device, "repeats": args.repeats, "warmup": args.warmup, "scale": args.scale,
-              "threads": args.threads}
+              "threads": args.threads, "channels_last": args.channels_last}
     for batch in args.batch_sizes:
         for dtype in args.dtypes:
             for size in args.sizes:
@@ -671,6 +673,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--dav2-size", type=int, default=DAV2_SIZE)
+    parser.add_argument("--channels-last", action="store_true", help="PrimeDepth runs with channels-last weights")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each worker (CPU)")
     parser.add_argument("--scale", default="full", choices=["full", "tiny"], help="tiny: the test model (smoke runs)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256x256, fp32, batch 1, 1 repeat after 1 warm-up, DAv2 at 252")

@@ -175,3 +175,14 @@ def test_model_cpu_offload_moves_the_unet_for_the_preimage_walk(context):
     assert calls and calls[0] is pipeline.unet
     assert not hasattr(pipeline.refiner, "_hf_hook")  # kept on the device with the UNet
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_channels_last_changes_layout_not_results(context):
+    image = _image(64, 72)
+    expected = tiny_pipeline()(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    pipeline = tiny_pipeline()
+    pipeline.enable_channels_last()
+    assert pipeline.depth_head.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert pipeline.vae.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    got = pipeline(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())

@@ -213,6 +213,7 @@ def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: 
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise PrimeDepthError(f"cannot load the model '{source}': {error}") from None
     pipeline.to(device)
+    pipeline.enable_channels_last()  # measured faster on CPU; float rounding only
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)  # our own bar counts images
     return pipeline
