@@ -186,3 +186,17 @@ def test_channels_last_changes_layout_not_results(context):
     assert pipeline.vae.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     got = pipeline(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_unet_tail_that_no_label_uses_is_never_computed(pipe, context):
+    """The last up-block resnet/transformer and conv_out only feed SD's own (discarded) output."""
+    called = []
+    tail = [pipe.unet.conv_out, pipe.unet.conv_norm_out, pipe.unet.up_blocks[-1].resnets[-1], pipe.unet.up_blocks[-1].attentions[-1]]
+    hooks = [module.register_forward_hook(lambda m, i, o: called.append(m)) for module in tail]
+    used = pipe.unet.up_blocks[-1].resnets[-2].register_forward_hook(lambda m, i, o: called.append("used"))
+    try:
+        pipe(_image(64, 64), prompt_embeds=context, generator=_seeded(0))
+    finally:
+        for hook in [*hooks, used]:
+            hook.remove()
+    assert called == ["used"]
