@@ -161,3 +161,22 @@ def test_missing_weights_give_clear_error(tmp_path: Path, images) -> None:
         Blip2Captioner(device="cpu").caption(images[0])  # hub is offline in tests
     with pytest.raises(WeightsNotFoundError, match="prompt=''"):
         Blip2Captioner(tmp_path / "missing", device="cpu").caption(images[0])
+
+
+def test_pipeline_auto_prompt_captions_each_image(tiny_blip2: Path, images) -> None:
+    """prompt="auto" conditions each image on its BLIP-2 caption and reports it."""
+    from primedepth.testing import tiny_pipeline
+
+    pipeline = tiny_pipeline()
+    pipeline.captioner = Blip2Captioner(tiny_blip2, device="cpu", batch_size=2)
+    arrays = [np.asarray(image.convert("RGB").resize((64, 64))) for image in images[:3]]
+    captions = Blip2Captioner(tiny_blip2, device="cpu").caption(arrays)
+    out = pipeline(arrays, prompt="auto", generator=torch.Generator().manual_seed(0))
+    assert out.prompts == captions
+    explicit = pipeline(arrays, prompt=captions, generator=torch.Generator().manual_seed(0))
+    for auto, given in zip(out.depth, explicit.depth):
+        np.testing.assert_array_equal(auto, given)
+    mixed = pipeline(arrays, prompt=["a red car", "auto", ""], generator=torch.Generator().manual_seed(0))
+    assert mixed.prompts == ["a red car", captions[1], ""]
+    pipeline.unload_captioner()
+    assert not pipeline.captioner.is_loaded

@@ -146,6 +146,11 @@ class PrimeDepthPipeline(DiffusionPipeline):
             self._captioner = Blip2Captioner(device=self._execution_device)
         return self._captioner
 
+    @captioner.setter
+    def captioner(self, captioner) -> None:
+        """Use another captioner (any object with `caption(images) -> list[str]`)."""
+        self._captioner = captioner
+
     def unload_captioner(self) -> None:
         """Free the captioner's memory; it reloads if "auto" prompts are used again."""
         if self._captioner is not None:
