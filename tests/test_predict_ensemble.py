@@ -28,30 +28,9 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_depth_anything(tmp_path_factory) -> Path:
     """A random Depth Anything V2 with its image processor, saved like a hub snapshot."""
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from primedepth.testing import save_tiny_depth_anything
 
-    try:
-        from transformers import DPTImageProcessorPil as Processor
-    except ImportError:
-        from transformers import DPTImageProcessor as Processor
-    backbone = Dinov2Config(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-        patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16],
-        fusion_hidden_size=8, head_hidden_size=8, patch_size=14,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("models") / "tiny-depth-anything"
-    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
-    Processor(
-        size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-    ).save_pretrained(folder)
-    return folder
+    return save_tiny_depth_anything(tmp_path_factory.mktemp("models") / "tiny-depth-anything")
 
 
 @pytest.fixture(scope="module")

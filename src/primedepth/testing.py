@@ -34,6 +34,7 @@ __all__ = [
     "tiny_pipeline",
     "tiny_prompt_embeds",
     "save_tiny_model",
+    "save_tiny_depth_anything",
 ]
 
 TINY_CONTEXT_DIM = 32
@@ -122,4 +123,32 @@ def save_tiny_model(directory: str | os.PathLike, seed: int = 0, segmentation: b
     """Write a loadable tiny model folder (as `primedepth convert` writes) and return its path."""
     directory = Path(directory)
     tiny_pipeline(seed, segmentation, text).save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def save_tiny_depth_anything(directory: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a tiny random Depth Anything V2 (model + image processor) as a hub snapshot would."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    try:
+        from transformers import DPTImageProcessorPil as Processor
+    except ImportError:  # transformers < 5
+        from transformers import DPTImageProcessor as Processor
+    backbone = Dinov2Config(
+        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+        patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=8, head_hidden_size=8, patch_size=14,
+    )
+    directory = Path(directory)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        DepthAnythingForDepthEstimation(config).save_pretrained(directory)
+    Processor(
+        size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(directory)
     return directory

@@ -88,30 +88,10 @@ def test_primedepth_adapter_on_the_tiny_random_pipeline():
     np.testing.assert_array_equal(first, second)  # seeded per image
 
 
-def test_depth_anything_adapter_on_a_tiny_random_model():
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+def test_depth_anything_adapter_on_a_tiny_random_model(tmp_path):
+    from primedepth.testing import save_tiny_depth_anything
 
-    try:
-        from transformers import DPTImageProcessorPil as Processor
-    except ImportError:
-        from transformers import DPTImageProcessor as Processor
-    backbone = Dinov2Config(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-        patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16],
-        fusion_hidden_size=8, head_hidden_size=8, patch_size=14,
-    )
-    torch.manual_seed(0)
-    model = DepthAnythingForDepthEstimation(config).eval()
-    processor = Processor(
-        size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-    )
-    adapter = DepthAnythingV2Adapter(model=model, processor=processor)
+    adapter = DepthAnythingV2Adapter(model_id=str(save_tiny_depth_anything(tmp_path / "da")))
     out = adapter(IMAGE)
     assert out.shape == (20, 30) and out.dtype == np.float32 and np.isfinite(out).all()
 

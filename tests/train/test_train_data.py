@@ -255,22 +255,11 @@ def test_collate_fills_missing_segmentation_with_ignore() -> None:
 def test_depth_anything_teacher_runs_a_local_transformers_model(tmp_path: Path) -> None:
     """The real teacher class, on a tiny random Depth Anything saved locally (no download)."""
     from PIL import Image
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
+    from primedepth.testing import save_tiny_depth_anything
     from primedepth.train.data import DepthAnythingTeacher
 
-    backbone = Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
-        image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
-        head_hidden_size=8, reassemble_hidden_size=32,
-    )
-    DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path / "da")
-    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14).save_pretrained(
-        tmp_path / "da"
-    )
+    save_tiny_depth_anything(tmp_path / "da")
     teacher = DepthAnythingTeacher(str(tmp_path / "da"))
     assert teacher._model is None  # nothing loads before the first call
     image = Image.fromarray((np.random.default_rng(0).random((30, 45, 3)) * 255).astype(np.uint8))

@@ -37,6 +37,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..constants import VAE_DOWNSAMPLE
+from ..eval.baselines import DepthAnythingV2Adapter
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -285,36 +286,15 @@ def _check_same_size(item: Item, where: Path) -> None:
 # Unlabelled images with Depth Anything V2 pseudo-labels
 
 
-class DepthAnythingTeacher:
-    """Depth Anything V2 through transformers, loaded on first use (tests never trigger it).
-
-    Returns the relative disparity at the input image's size, as the pseudo-label target.
-    """
+class DepthAnythingTeacher(DepthAnythingV2Adapter):
+    """Depth Anything V2 as the pseudo-label teacher: the evaluation adapter (one inference code
+    path), taking PIL images. Loads on first use; returns disparity at the image's size."""
 
     def __init__(self, model: str = DEFAULT_TEACHER, device: str = "cpu") -> None:
-        self.model_name = model
-        self.device = torch.device(device)
-        self._model: Any = None
-        self._processor: Any = None
+        super().__init__(model_id=model, device=device, name="pseudo-label teacher")
 
-    def _load(self) -> None:
-        from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
-
-        logger.info("loading the pseudo-label teacher %s", self.model_name)
-        self._processor = AutoImageProcessor.from_pretrained(self.model_name)
-        self._model = DepthAnythingForDepthEstimation.from_pretrained(self.model_name)
-        self._model.to(self.device).eval()
-
-    @torch.no_grad()
     def __call__(self, image: Image.Image) -> np.ndarray:
-        if self._model is None:
-            self._load()
-        inputs = self._processor(images=image, return_tensors="pt").to(self.device)
-        disparity = self._model(**inputs).predicted_depth  # (1, h, w), larger = closer
-        resized = F.interpolate(
-            disparity[:, None].float(), size=(image.height, image.width), mode="bilinear", align_corners=False
-        )
-        return resized[0, 0].cpu().numpy().astype(np.float32)
+        return super().__call__(np.asarray(image.convert("RGB")))
 
 
 def list_images(root: Path, list_file: Path | None = None) -> list[Path]:
