@@ -31,6 +31,7 @@ import numpy as np
 
 from . import io
 from .constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from .devices import resolve_device, resolve_dtype
 from .errors import InputError, PrimeDepthError
 
 __all__ = [
@@ -46,8 +47,6 @@ __all__ = [
 
 OUTPUT_KINDS = tuple(io.OUTPUT_SUFFIXES)
 DEFAULT_OUTPUTS = ("png16", "color", "video")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("fp32", "bf16", "fp16")
 MAX_LISTED_FAILURES = 20
 
 
@@ -166,35 +165,6 @@ class _StopJob(Exception):
 
 # --------------------------------------------------------------------------------------------
 # Model loading
-
-
-def resolve_device(name: str) -> str:
-    """Turn 'auto' into the best available device and check an explicit one exists."""
-    import torch
-
-    kind = name.split(":")[0]
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if kind == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if kind == "cuda" and not cuda:
-        raise InputError(f"device '{name}' asked for, but torch sees no CUDA GPU")
-    if kind == "mps" and not mps:
-        raise InputError(f"device '{name}' asked for, but Apple MPS is not available")
-    if kind not in DEVICES:
-        raise InputError(f"unknown device '{name}'; use one of {', '.join(DEVICES)} (or cuda:N)")
-    return name
-
-
-def resolve_dtype(name: str, device: str) -> Any:
-    """The torch dtype for 'fp32' / 'bf16' / 'fp16', refusing fp16 on the CPU."""
-    import torch
-
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if name not in dtypes:
-        raise InputError(f"unknown dtype '{name}'; use one of {', '.join(dtypes)}")
-    if name == "fp16" and device.startswith("cpu"):
-        raise InputError("fp16 is for GPUs; on the CPU use --dtype fp32 or bf16")
-    return dtypes[name]
 
 
 def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "fp32") -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-DTYPES = ("fp32", "fp16", "bf16")
+from ..devices import DTYPE_CHOICES
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--config", help="official-format yaml config (default: the released inference configuration)"
     )
-    parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="dtype of the written weights (default fp32)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help="dtype of the written weights (default fp32)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it exists")
     parser.add_argument(
         "--no-text-encoder",
@@ -33,11 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..convert import convert_checkpoint
+    from ..devices import torch_dtype
 
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    dtype = torch_dtype(args.dtype)
     path = convert_checkpoint(
         args.checkpoint,
         args.output_dir,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..constants import OFFICIAL_REPO_ID
+from ..devices import DTYPE_CHOICES, resolve_device
 from ..errors import InputError
 
 DESCRIPTION = """\
@@ -47,10 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output-dir", default="eval_output", help="cache and results folder")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda[:N], mps")
     parser.add_argument(
-        "--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
-        help="model precision; the protocol uses float32",
+        "--dtype", default="fp32", choices=DTYPE_CHOICES, help="model precision; the protocol uses fp32",
     )
     parser.add_argument("--seed", type=int, default=PROTOCOL_SEED, help="seed of stochastic models")
     parser.add_argument("--split-file", help="official sample list (default: list the archive)")
@@ -74,13 +74,6 @@ def _dataset_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _default_device() -> str:
-    """cuda when available: the benchmark on CPU takes days for diffusion models."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def run(args: argparse.Namespace) -> int:
     """Handler: build the adapter, run the datasets, print the table."""
     from ..eval.baselines import build_adapter, safe_name
@@ -91,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     names = _dataset_names(args)
     adapter = build_adapter(
         args.model,
-        device=args.device or _default_device(),
+        device=resolve_device(args.device),
         dtype=args.dtype,
         seed=args.seed,
         primedepth_model=args.primedepth_model,

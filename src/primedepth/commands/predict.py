@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
 from ..errors import InputError
 
 DEFAULT_OUTPUT_DIR = "primedepth_output"
@@ -87,7 +88,7 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
                        help="hub id, converted model folder or official .ckpt (default: %(default)s)")
     group.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,mps}",
                        help="where to run; auto picks cuda, then mps, then cpu (default: auto)")
-    group.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+    group.add_argument("--dtype", default="fp32", choices=DTYPE_CHOICES,
                        help="weights precision; bf16/fp16 halve memory on GPUs (default: fp32)")
     group.add_argument("-b", "--batch-size", type=_positive_int, default=1, metavar="N",
                        help="images per forward pass (default: 1)")
@@ -142,9 +143,9 @@ def _positive_int(text: str) -> int:
 def _device(text: str) -> str:
     """argparse type: auto, cpu, mps, cuda or cuda:N."""
     kind, _, index = text.partition(":")
-    if kind in ("auto", "cpu", "mps", "cuda") and (not index or (kind == "cuda" and index.isdigit())):
+    if kind in DEVICE_CHOICES and (not index or (kind == "cuda" and index.isdigit())):
         return text
-    raise argparse.ArgumentTypeError(f"'{text}' is not one of auto, cpu, cuda, cuda:N, mps")
+    raise argparse.ArgumentTypeError(f"'{text}' is not one of {', '.join(DEVICE_CHOICES)} or cuda:N")
 
 
 def _output_list(text: str) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..constants import OFFICIAL_REPO_ID
+from ..devices import canonical_dtype, short_dtype, torch_dtype
 from ..errors import InputError
 from .alignment import SPACES
 
@@ -91,26 +92,6 @@ class CallableAdapter:
         return check_output(self.fn(image), image, self.name)
 
 
-# Precision names accepted by --dtype, with their torch names and the short names of predict.
-_DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-                  "bfloat16": "bfloat16", "bf16": "bfloat16"}
-_SHORT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-
-
-def _check_dtype(dtype: str) -> str:
-    """Canonical dtype name; evaluation defaults to float32, the protocol's precision."""
-    if dtype not in _DTYPE_ALIASES:
-        raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPE_ALIASES)}")
-    return _DTYPE_ALIASES[dtype]
-
-
-def _torch_dtype(dtype: str) -> Any:
-    """torch dtype from its name."""
-    import torch
-
-    return getattr(torch, _check_dtype(dtype))
-
-
 def _generator(device: str, seed: int | None) -> Any:
     """A seeded generator per image, so results do not depend on the order of the samples."""
     import torch
@@ -149,14 +130,14 @@ class MarigoldAdapter:
         self.model_id = model_id or (MARIGOLD_V1_0_ID if v1_0 else MARIGOLD_V1_1_ID)
         self.num_inference_steps = num_inference_steps or (MARIGOLD_V1_0_STEPS if v1_0 else None)
         self.ensemble_size = ensemble_size or (MARIGOLD_V1_0_ENSEMBLE if v1_0 else 1)
-        self.device, self.dtype, self.seed = device, _check_dtype(dtype), seed
+        self.device, self.dtype, self.seed = device, canonical_dtype(dtype), seed
         self._pipeline = pipeline
 
     def load(self) -> None:
         """Load the weights now (otherwise on the first call)."""
         from diffusers import MarigoldDepthPipeline
 
-        pipe = MarigoldDepthPipeline.from_pretrained(self.model_id, torch_dtype=_torch_dtype(self.dtype))
+        pipe = MarigoldDepthPipeline.from_pretrained(self.model_id, torch_dtype=torch_dtype(self.dtype))
         pipe.set_progress_bar_config(disable=True)
         self._pipeline = pipe.to(self.device)
 
@@ -191,7 +172,7 @@ class DepthAnythingV2Adapter:
         model: Any = None,
         processor: Any = None,
     ) -> None:
-        self.name, self.model_id, self.device, self.dtype = name, model_id, device, _check_dtype(dtype)
+        self.name, self.model_id, self.device, self.dtype = name, model_id, device, canonical_dtype(dtype)
         self._model, self._processor = model, processor
 
     def load(self) -> None:
@@ -200,7 +181,7 @@ class DepthAnythingV2Adapter:
 
         self._processor = AutoImageProcessor.from_pretrained(self.model_id)
         model = DepthAnythingForDepthEstimation.from_pretrained(
-            self.model_id, torch_dtype=_torch_dtype(self.dtype)
+            self.model_id, torch_dtype=torch_dtype(self.dtype)
         )
         self._model = model.to(self.device).eval()
 
@@ -240,7 +221,7 @@ class PrimeDepthAdapter:
         pipeline: Any = None,
     ) -> None:
         self.model, self.device, self.seed, self.prompt = model, device, seed, prompt
-        self.dtype = _check_dtype(dtype)
+        self.dtype = canonical_dtype(dtype)
         self.name = name or _primedepth_name(model)
         self._pipeline = pipeline
 
@@ -248,7 +229,7 @@ class PrimeDepthAdapter:
         """Load the weights now (otherwise on the first call)."""
         from ..predict import load_pipeline
 
-        self._pipeline = load_pipeline(self.model, device=self.device, dtype=_SHORT_DTYPES[self.dtype])
+        self._pipeline = load_pipeline(self.model, device=self.device, dtype=short_dtype(self.dtype))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self._pipeline is None:
