@@ -97,6 +97,7 @@ def test_segmentation_only_when_asked(pipe, context):
     [
         ([], "empty batch"),
         (np.zeros((1, 1, 3), np.uint8), "too small"),
+        (np.zeros((8, 2000, 3), np.uint8), "too elongated"),
         (np.zeros((64, 64, 2), np.uint8), "HxW"),
         (np.zeros((64, 64, 3), np.int32), "dtype"),
         (np.full((64, 64, 3), np.nan, np.float32), "NaN"),

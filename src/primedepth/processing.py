@@ -149,6 +149,11 @@ def prepare_image(image: ImageInput, max_size: int) -> PreparedImage:
     rgb, is_8bit = to_rgb_float(image)
     input_size = rgb.shape[:2]
     size = processed_size(*input_size, max_size)
+    if min(size) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"image of {input_size[1]}x{input_size[0]} pixels would be {size[1]}x{size[0]} at max_size {max_size}: "
+            f"too elongated (both sides must stay >= {MIN_IMAGE_SIDE}); raise max_size or crop it"
+        )
     if size == input_size:
         pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
     else:
