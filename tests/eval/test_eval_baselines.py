@@ -64,11 +64,14 @@ def test_marigold_adapter_calls_the_diffusers_pipeline_per_protocol():
     assert kwargs["generator"].initial_seed() == 1234
 
 
-def test_primedepth_adapter_returns_the_first_depth_map():
-    depth = np.random.default_rng(0).uniform(size=(20, 30)).astype(np.float32)
+def test_primedepth_adapter_returns_the_first_depth_map_in_unit_range():
+    """Raw PrimeDepth disparity has an arbitrary shift (negative values too); the disparity
+    protocol fits on pred > 0 only, so the adapter maps it affinely onto [0, 1]."""
+    depth = np.random.default_rng(0).uniform(-2.0, 1.0, size=(20, 30)).astype(np.float32)
     fake = FakePipeline(lambda image: SimpleNamespace(depth=[depth]))
     adapter = PrimeDepthAdapter("some/model", seed=7, pipeline=fake)
-    np.testing.assert_array_equal(adapter(IMAGE), depth)
+    expected = (depth - depth.min()) / (depth.max() - depth.min())
+    np.testing.assert_allclose(adapter(IMAGE), expected, rtol=0, atol=1e-6)
     _, kwargs = fake.calls[0]
     assert kwargs["generator"].initial_seed() == 7 and "prompt" not in kwargs
     PrimeDepthAdapter(prompt="a room", pipeline=fake)(IMAGE)

@@ -202,7 +202,8 @@ class DepthAnythingV2Adapter:
 
 
 class PrimeDepthAdapter:
-    """PrimeDepth through `primedepth.PrimeDepthPipeline`; predicts affine-invariant disparity.
+    """PrimeDepth through `primedepth.PrimeDepthPipeline`; predicts affine-invariant disparity,
+    returned min-max normalised to [0, 1] (see `_unit_range`).
 
     `prompt=None` keeps the model's default text conditioning; the seed is re-applied for
     every image (PrimeDepth adds noise at t = 1, so unseeded runs differ slightly).
@@ -238,7 +239,16 @@ class PrimeDepthAdapter:
         if self.prompt is not None:
             kwargs["prompt"] = self.prompt
         output = self._pipeline(image, **kwargs)
-        return check_output(output.depth[0], image, self.name)
+        return check_output(_unit_range(output.depth[0]), image, self.name)
+
+
+def _unit_range(disparity: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1]. PrimeDepth's raw output has an arbitrary shift and can be negative,
+    while the disparity protocol fits on pred > 0 only; an affine map changes nothing else."""
+    low, high = float(disparity.min()), float(disparity.max())
+    if not high > low:
+        return np.zeros_like(disparity, dtype=np.float32)
+    return ((disparity - low) / (high - low)).astype(np.float32)
 
 
 def _primedepth_name(model: str) -> str:
