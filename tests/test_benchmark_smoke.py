@@ -116,3 +116,19 @@ def test_cli_plan_and_quick_arguments(bench):
     args = bench.parse_args(["--sizes", "512", "768", "--dtypes", "fp32", "bf16", "--batch-sizes", "1", "--device", "cpu"])
     official = [spec for spec in bench.plan(args) if spec["mode"] == "official"]
     assert [spec["dtype"] for spec in official] == ["fp32", "fp32"]  # the baseline is always fp32
+
+
+def test_live_tensor_tracker_counts_allocations_and_frees(bench):
+    spec = importlib.util.spec_from_file_location("peak_tensor_memory", SCRIPT.parent / "peak_tensor_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tracker = module.LiveTensorBytes()
+    with tracker:
+        first = torch.ones(1000)  # 4,000 bytes
+        second = first * 2  # +4,000
+        view = second[:10]  # same storage: not counted again
+        del first
+        third = torch.zeros(250)  # +1,000 after 4,000 were freed
+    assert tracker.peak == 8000 and tracker.live == 5000
+    del second, view, third
+    assert tracker.live == 0

@@ -1,0 +1,112 @@
+"""Peak memory of live tensors during one depth prediction, measured on any device.
+
+GPU peak memory is weights plus the largest set of tensors alive at once. This script counts
+the latter exactly, op by op (a `TorchDispatchMode` that follows every output storage until it is
+freed), so it can be run on a CPU-only machine to see what a GPU would need. Not counted: the
+CUDA allocator's caching/fragmentation, cuDNN workspaces and the CUDA context (a few hundred MB),
+so a real GPU peak is somewhat higher. Weights are counted exactly from the parameters used.
+
+    python benchmarks/peak_tensor_memory.py --sizes 512 768 --dtype bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import weakref
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmark_inference import (  # noqa: E402
+    DTYPES,
+    _stages,
+    build_primedepth,
+    install_official_style_processors,
+    make_inputs,
+)
+
+GIB = 2**30
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of tensor storages created inside the mode and still alive, and their peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._tracked.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for item in tree_leaves(out):
+            if not isinstance(item, torch.Tensor):
+                continue
+            storage = item.untyped_storage()
+            key = id(storage)
+            if key in self._tracked:
+                continue
+            self._tracked.add(key)
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._release, key, storage.nbytes())
+        return out
+
+
+def parameter_bytes(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+
+
+def measure(mode: str, size: int, dtype_name: str) -> dict:
+    """Weights used and activation peak of one prediction (batch 1)."""
+    dtype = DTYPES[dtype_name] if mode == "primedepth" else torch.float32
+    device = torch.device("cpu")
+    pipeline = build_primedepth("full", dtype, device)
+    inputs = make_inputs(pipeline, 1, size, device)
+    encoder = (pipeline.vae.encoder, pipeline.vae.quant_conv)
+    tracker = LiveTensorBytes()
+    if mode == "primedepth":  # the real call: depth only, preimage consumed step by step
+        weights = parameter_bytes(*encoder, pipeline.unet, pipeline.refiner, pipeline.depth_head)
+        with tracker:
+            pipeline.predict_raw(inputs["pixels"], inputs["context"], inputs["posterior_noise"],
+                                 inputs["step_noise"], output_segmentation=False)
+    else:  # official-style: materialised probabilities, whole preimage held, both heads, fp32
+        install_official_style_processors(pipeline.unet)
+        weights = parameter_bytes(*encoder, pipeline.unet, pipeline.refiner, pipeline.depth_head,
+                                  pipeline.segmentation_head)
+        with tracker:
+            _stages(pipeline, inputs, dtype, device, repeats=1, warmup=0)
+    return {"mode": mode, "size": size, "dtype": dtype_name if mode == "primedepth" else "fp32",
+            "weights": weights, "activations": tracker.peak}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 768])
+    parser.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="PrimeDepth's dtype (official-style is fp32)")
+    parser.add_argument("--modes", nargs="+", default=["primedepth", "official"], choices=["primedepth", "official"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print("| mode | size | dtype | weights GiB | live-tensor peak GiB | weights + peak GiB |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for mode in args.modes:
+            r = measure(mode, size, args.dtype)
+            print(f"| {r['mode']} | {r['size']} | {r['dtype']} | {r['weights'] / GIB:.2f} | "
+                  f"{r['activations'] / GIB:.2f} | {(r['weights'] + r['activations']) / GIB:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
