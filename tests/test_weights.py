@@ -49,3 +49,52 @@ def test_missing_paths_and_non_model_folders(tmp_path):
 def test_download_command_offline_exits_non_zero_with_message(capsys):
     assert main(["download"]) == 3
     assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+class _FakeHub:
+    """Stands in for the hub's network calls: lists files and 'downloads' local ones."""
+
+    def __init__(self, files: list[str], snapshot=None, checkpoint=None):
+        self.files, self.snapshot, self.checkpoint, self.downloads = files, snapshot, checkpoint, []
+
+    def install(self, monkeypatch):
+        import huggingface_hub
+
+        hub = self
+        monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, revision=None: hub.files)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, revision=None: str(hub.snapshot))
+
+        def download(repo_id, filename, revision=None):
+            hub.downloads.append(filename)
+            return str(hub.checkpoint)
+
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+
+
+def test_hub_repo_in_diffusers_format_is_used_as_it_is(tmp_path, monkeypatch):
+    from primedepth.testing import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "snapshot")
+    _FakeHub(["model_index.json", "unet/config.json"], snapshot=folder).install(monkeypatch)
+    assert resolve_model_folder("someone/primedepth-diffusers") == folder
+    assert PrimeDepthPipeline.from_pretrained("someone/primedepth-diffusers").config.default_prompt == ""
+
+
+def test_hub_checkpoint_is_downloaded_and_converted_once(private_cache, monkeypatch):
+    import primedepth.convert
+
+    hub = _FakeHub(["README.md", "PrimeDepth.ckpt"], checkpoint=TINY / "official-tiny.ckpt")
+    hub.install(monkeypatch)
+    converted = []
+
+    def fake_convert(checkpoint, output_dir, **kwargs):
+        converted.append(checkpoint)
+        (output_dir / "model_index.json").parent.mkdir(parents=True, exist_ok=True)
+        (output_dir / "model_index.json").write_text("{}")
+        return output_dir
+
+    monkeypatch.setattr(primedepth.convert, "convert_checkpoint", fake_convert)
+    first = resolve_model_folder("CVL-Heidelberg/PrimeDepth")
+    again = resolve_model_folder("CVL-Heidelberg/PrimeDepth")
+    assert first == again == private_cache / "hub" / "CVL-Heidelberg--PrimeDepth"
+    assert hub.downloads == ["PrimeDepth.ckpt"] and converted == [str(TINY / "official-tiny.ckpt")]
