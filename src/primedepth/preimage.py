@@ -48,16 +48,19 @@ def encode_latents(vae: AutoencoderKL, pixel_values: torch.Tensor, posterior_noi
     return (posterior.mean + posterior.std * posterior_noise.to(posterior.mean)) * vae.config.scaling_factor
 
 
+def _single_step(latents: torch.Tensor) -> torch.Tensor:
+    """The timestep t = 1 for each latent of the batch."""
+    return torch.full((latents.shape[0],), SINGLE_STEP_TIMESTEP, dtype=torch.long, device=latents.device)
+
+
 def add_step_noise(scheduler: DDPMScheduler, latents: torch.Tensor, step_noise: torch.Tensor) -> torch.Tensor:
     """q_sample at the single timestep t = 1 with the given noise."""
-    timesteps = torch.full((latents.shape[0],), SINGLE_STEP_TIMESTEP, dtype=torch.long, device=latents.device)
-    return scheduler.add_noise(latents, step_noise.to(latents), timesteps)
+    return scheduler.add_noise(latents, step_noise.to(latents), _single_step(latents))
 
 
 def timestep_embedding(unet: UNet2DConditionModel, latents: torch.Tensor) -> torch.Tensor:
     """The UNet's embedding of t = 1; the refiner's resnets share it."""
-    timesteps = torch.full((latents.shape[0],), SINGLE_STEP_TIMESTEP, dtype=torch.long, device=latents.device)
-    return unet.time_embedding(unet.get_time_embed(sample=latents, timestep=timesteps))
+    return unet.time_embedding(unet.get_time_embed(sample=latents, timestep=_single_step(latents)))
 
 
 def _transformer(block: torch.nn.Module, hidden: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
