@@ -19,6 +19,8 @@ torch is imported only where the model is loaded, so that importing this module 
 
 from __future__ import annotations
 
+import itertools
+
 import sys
 import time
 import warnings
@@ -263,20 +265,8 @@ def _check_pipeline(pipeline: Any, options: JobOptions) -> None:
 
 def _groups(items: Iterable[io.InputItem], batch_size: int) -> Iterator[list[io.InputItem]]:
     """Consecutive images in groups of `batch_size`; each video alone. Input order is kept."""
-    batch: list[io.InputItem] = []
-    for item in items:
-        if item.kind == "video":
-            if batch:
-                yield batch
-                batch = []
-            yield [item]
-            continue
-        batch.append(item)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    for is_video, run in itertools.groupby(items, key=lambda item: item.kind == "video"):
+        yield from ([item] for item in run) if is_video else _chunks(run, batch_size)
 
 
 def _count_images(items: Iterable[io.InputItem]) -> int | None:
