@@ -41,6 +41,13 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
 
 
+def relative_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """||actual - expected|| / ||expected|| (the size of rounding noise, unlike the max-based error)."""
+    assert actual.shape == expected.shape, (tuple(actual.shape), tuple(expected.shape))
+    difference = actual.double() - expected.double()
+    return (difference.norm() / expected.double().norm()).item()
+
+
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, stage: str, label: str = "") -> None:
     error = relative_error(actual, expected)
     assert error <= TOLERANCE[stage], f"{label or stage}: relative error {error:.3g} > {TOLERANCE[stage]:.3g}"

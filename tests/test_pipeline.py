@@ -10,11 +10,11 @@ import torch
 from primedepth import PrimeDepthPipeline
 from primedepth.convert import convert_state_dict
 from primedepth.errors import InputError
-from primedepth.preimage import encode_latents
+from primedepth.preimage import DecoderStep, encode_latents, iter_decoder_steps, timestep_embedding
 from primedepth.processing import processed_size
 from primedepth.testing import tiny_pipeline, tiny_prompt_embeds
 
-from .official import TINY, load_cases, tiny_config, tiny_state_dict
+from .official import TINY, load_cases, relative_rms, tiny_config, tiny_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -140,26 +140,56 @@ def test_save_and_load_round_trip(tmp_path, pipe, context):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())  # kernel rounding only
 
 
-@pytest.mark.parametrize("dtype,latent_tolerance", [(torch.bfloat16, 0.02), (torch.float16, 0.01)])
-def test_half_precision_is_finite_and_rounds_like_its_dtype(dtype, latent_tolerance):
-    """Half precision runs without NaN/inf; its first stage deviates by the dtype's rounding only.
+# Relative RMS error allowed per stage in half precision: 1% for fp16 (11-bit significand, the
+# issue's bound), 4% (about ten bf16 roundings, 2^-8 each) for bf16. Measured on case b: fp16
+# <= 0.35%, bf16 <= 3.0% (attention maps).
+HALF_PRECISION_STAGE_TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.04}
 
-    End-to-end closeness cannot be asserted on random weights: they amplify rounding chaotically
-    (measured on the full-size fixture in bf16: latent 0.9% -> deepest features 15% -> depth 29%
-    relative RMS), so only real weights can show the end-to-end error.
-    """
-    pipeline = convert_state_dict(tiny_state_dict(), tiny_config())
-    case = load_cases(TINY / "cases.safetensors", "a")
-    kwargs = dict(prompt_embeds=case["context"], posterior_noise=case["posterior_noise"], step_noise=case["step_noise"])
+
+def _in_dtype(pipeline: PrimeDepthPipeline, dtype: torch.dtype) -> PrimeDepthPipeline:
     for model in pipeline.components.values():
         if isinstance(model, torch.nn.Module):
             model.to(dtype=dtype)
-    out = pipeline(case["image_uint8"].numpy(), output_segmentation=True, **kwargs)
-    assert np.isfinite(out.depth[0]).all() and np.isfinite(out.segmentation[0]).all()
+    return pipeline
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_stages_stay_within_rounding_of_the_official_fp32(dtype):
+    """Every stage, fed the official fp32 inputs, matches the official fp32 output up to its
+    dtype's rounding; end to end the prediction is finite.
+
+    End-to-end closeness cannot be asserted on random weights: they amplify rounding chaotically
+    (tiny case b, aligned relative RMS of the depth: fp16 6%, bf16 66%; the UNet alone in fp32
+    brings bf16 to 14%), so only real weights can show the end-to-end error. Case b is used
+    because case a's deepest level is 1x1, where GroupNorm over two values magnifies any
+    rounding (bf16 there: 21%).
+    """
+    pipeline = _in_dtype(convert_state_dict(tiny_state_dict(), tiny_config()), dtype)
+    case = load_cases(TINY / "cases.safetensors", "b")
+    tolerance = HALF_PRECISION_STAGE_TOLERANCE[dtype]
+    errors: dict[str, float] = {}
     with torch.no_grad():
         latent = encode_latents(pipeline.vae, case["image"].to(dtype), case["posterior_noise"])
-    error = ((latent.float() - case["latent"]).norm() / case["latent"].norm()).item()
-    assert error < latent_tolerance
+        errors["latent"] = relative_rms(latent, case["latent"])
+        context = case["context"].to(dtype)
+        steps = list(iter_decoder_steps(pipeline.unet, case["x_t"].to(dtype), timestep_embedding(pipeline.unet, case["x_t"].to(dtype)), context))
+        for index, step in enumerate(steps):
+            errors[f"step{index}.features"] = relative_rms(step.features, case[f"step{index}.features"])
+            if step.attention is not None:
+                errors[f"step{index}.attention"] = relative_rms(step.attention, case[f"step{index}.attention"])
+        official_steps = [
+            DecoderStep(case[f"step{i}.features"].to(dtype), None if step.attention is None else case[f"step{i}.attention"].to(dtype), step.upsample_size)
+            for i, step in enumerate(steps)
+        ]
+        refined = pipeline.refiner(official_steps, case["time_emb"].to(dtype), context)
+        errors["refiner_final"] = relative_rms(refined, case["refiner_final"])
+        errors["depth_raw"] = relative_rms(pipeline.depth_head(case["refiner_final"].to(dtype)), case["depth_raw"])
+        errors["segmentation_raw"] = relative_rms(pipeline.segmentation_head(case["refiner_final"].to(dtype)), case["segmentation_raw"])
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= tolerance, f"{worst}: relative RMS {errors[worst]:.3%} > {tolerance:.0%} in {dtype}"
+    out = pipeline(case["image_uint8"].numpy(), prompt_embeds=case["context"], posterior_noise=case["posterior_noise"],
+                   step_noise=case["step_noise"], output_segmentation=True)
+    assert np.isfinite(out.depth[0]).all() and np.isfinite(out.segmentation[0]).all()
 
 
 def test_model_cpu_offload_moves_the_unet_for_the_preimage_walk(context):
