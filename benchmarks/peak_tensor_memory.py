@@ -48,10 +48,15 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # Views and in-place results share an input's storage: no new memory (counting them would
+        # charge a weight, seen through `t()` in a linear layer, as an activation for ever).
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
         for item in tree_leaves(out):
             if not isinstance(item, torch.Tensor):
                 continue
             storage = item.untyped_storage()
+            if storage.nbytes() == 0 or storage.data_ptr() in inputs:
+                continue
             key = id(storage)
             if key in self._tracked:
                 continue
