@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from primedepth.devices import canonical_dtype, resolve_device, resolve_dtype, short_dtype, torch_dtype
+from primedepth.devices import AUTO_BATCH_LIMIT, auto_batch_size, canonical_dtype, resolve_device, resolve_dtype, short_dtype, torch_dtype
 from primedepth.errors import InputError
 
 
@@ -30,3 +30,21 @@ def test_auto_device_on_a_cpu_machine():
     assert resolve_device("auto") in ("cpu", "mps")
     with pytest.raises(InputError, match="no CUDA GPU"):
         resolve_device("cuda:0")
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(
+    "device,dtype,side,free,expected",
+    [
+        ("cpu", "fp32", 512, None, 1),  # the CPU never batches: no speed to gain
+        ("mps", "fp16", 512, None, 1),
+        ("cuda", "bf16", 1024, 80 * GIB, AUTO_BATCH_LIMIT),  # an H100: capped
+        ("cuda:1", "fp16", 768, 6 * GIB, 4),  # 0.7 * 6 GiB / (1600 B * 768^2) = 4.8
+        ("cuda", "fp32", 768, 6 * GIB, 2),  # fp32 needs twice the memory per pixel
+        ("cuda", "fp32", 1024, 2 * GIB, 1),  # nothing fits: still one image, never zero
+    ],
+)
+def test_auto_batch_size_fills_free_gpu_memory_only(device, dtype, side, free, expected):
+    assert auto_batch_size(device, dtype, side, free_bytes=free) == expected

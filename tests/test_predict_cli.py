@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from primedepth import cli, io
@@ -181,6 +182,14 @@ def test_bad_options_fail_cleanly(capsys, photos, tmp_path, extra, message):
     assert not (tmp_path / "out").exists() or _outputs(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("value, message", [("0", "must be at least 1, got 0"), ("many", "'many' is not a whole number")])
+def test_bad_batch_size_is_a_usage_error(capsys, photos, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, photos / "plain.jpg", "--batch-size", value)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"--batch-size: {message}" in err and "Traceback" not in err
+
+
 def test_python_api_on_in_memory_images_is_reproducible_per_image(tiny_model):
     from primedepth.predict import load_pipeline
 
@@ -191,7 +200,9 @@ def test_python_api_on_in_memory_images_is_reproducible_per_image(tiny_model):
     assert [p.name for p in one_by_one] == ["image_0000", "image_0001", "image_0002"]
     assert one_by_one[1].depth.shape == (40, 24) and one_by_one[1].segmentation.shape == (5, 40, 24)
     for single, batch in zip(one_by_one, batched):
-        np.testing.assert_allclose(single.depth, batch.depth, atol=1e-3)  # seeds differ by ~1
+        # Batched kernels round differently and random weights amplify it (up to 0.5% of the
+        # range seen); noise not drawn per image would change the result by its whole range.
+        np.testing.assert_allclose(single.depth, batch.depth, atol=1e-2 * np.abs(single.depth).max())
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +242,38 @@ def test_batches_keep_order_and_isolate_a_failing_image(tmp_path):
         "image_0000", "image_0001", "image_0002", "image_0004"
     ]
     np.testing.assert_allclose(np.load(tmp_path / "image_0004_depth.npy"), images[4].mean(-1))
+
+
+class OutOfMemoryAboveTwo(FakePipeline):
+    """A GPU that runs out of memory for batches of more than two images."""
+
+    def __call__(self, images, **kwargs):
+        if len(images) > 2:
+            self.batches.append(-len(images))
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().__call__(images, **kwargs)
+
+
+def test_out_of_memory_halves_the_batch_for_the_rest_of_the_job(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    clip = _video(tmp_path / "clip.mp4", frames=5)
+    images = [_rgb() for _ in range(6)]
+    fake = OutOfMemoryAboveTwo()
+    options = JobOptions(output_dir=tmp_path / "out", outputs=("npy",), batch_size=5)
+    summary = run_job(collect_items([*images, clip]), lambda: fake, options)
+    assert (summary.done, summary.failed, summary.images) == (7, 0, 11)
+    # images: 5 fail, then 2, 2, 1; the 6th image alone; the video's frames in twos, then 1
+    assert fake.batches == [-5, 2, 2, 1, 1, 2, 2, 1]
+    for index, image in enumerate(images):
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"image_{index:04d}_depth.npy"), image.mean(-1))
+
+
+def test_auto_batch_size_is_one_on_the_cpu(tmp_path):
+    fake = FakePipeline()
+    summary = run_job(collect_items([_rgb() for _ in range(3)]), lambda: fake, JobOptions(outputs=("npy",)))
+    assert summary.done == 3 and fake.batches == [1, 1, 1]
+    with pytest.raises(InputError, match="'auto' or a whole number"):
+        JobOptions(batch_size=0)
 
 
 def test_api_raises_on_the_first_bad_input_unless_told_to_skip(tmp_path):

@@ -9,7 +9,10 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["DEVICE_CHOICES", "DTYPE_CHOICES", "canonical_dtype", "short_dtype", "torch_dtype", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "DEVICE_CHOICES", "DTYPE_CHOICES", "AUTO_BATCH_LIMIT", "auto_batch_size", "canonical_dtype", "short_dtype",
+    "torch_dtype", "resolve_device", "resolve_dtype",
+]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
@@ -62,3 +65,30 @@ def resolve_dtype(name: str, device: str) -> Any:
     if canonical_dtype(name) == "float16" and device.startswith("cpu"):
         raise InputError("fp16 is for GPUs; on the CPU use --dtype fp32 or bf16")
     return torch_dtype(name)
+
+
+# Peak memory of the tensors alive during one prediction, per processed pixel, for the SD 2.1-sized
+# model in bf16/fp16 (benchmarks/peak_tensor_memory.py: 0.38 GiB at 512x512, 0.85 GiB at
+# 768x768, reached in the depth head at full resolution; rounded up). fp32 needs twice as much.
+HALF_PRECISION_BYTES_PER_PIXEL = 1600
+AUTO_BATCH_LIMIT = 8  # beyond this a GPU is saturated; more only risks memory
+AUTO_BATCH_MEMORY_SHARE = 0.7  # of the free memory: room for the allocator, cuDNN and the ensemble
+
+
+def auto_batch_size(device: str, dtype_name: str, max_side: int, free_bytes: int | None = None) -> int:
+    """Images per forward pass for `--batch-size auto`.
+
+    On the CPU (and MPS) 1: convolutions already use every core, so batching adds memory, not
+    speed (benchmarks/results-cpu.md). On CUDA: as many max_side x max_side images (the largest
+    processed size) as fit in 70% of the free memory, between 1 and AUTO_BATCH_LIMIT; an
+    estimate only, a batch that still runs out of memory is retried image by image.
+    """
+    if not device.startswith("cuda"):
+        return 1
+    if free_bytes is None:
+        import torch
+
+        free_bytes = torch.cuda.mem_get_info(torch.device(device))[0]
+    scale = 2 if canonical_dtype(dtype_name) == "float32" else 1
+    per_image = HALF_PRECISION_BYTES_PER_PIXEL * scale * max_side * max_side
+    return max(1, min(AUTO_BATCH_LIMIT, int(free_bytes * AUTO_BATCH_MEMORY_SHARE // per_image)))

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import io
 from .constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
-from .devices import resolve_device, resolve_dtype
+from .devices import auto_batch_size, resolve_device, resolve_dtype
 from .errors import InputError, PrimeDepthError
 
 __all__ = [
@@ -84,7 +84,7 @@ class JobOptions:
     output_dir: Path | None = None
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     colormap: str = io.DEFAULT_COLORMAP
-    batch_size: int = 1
+    batch_size: int | str = "auto"
     max_size: int = DEFAULT_MAX_SIZE
     prompt: str | None = None
     seed: int | None = None
@@ -104,8 +104,8 @@ class JobOptions:
         if self.segmentation and "seg" not in self.outputs:
             self.outputs = (*self.outputs, "seg")
         self.segmentation = self.segmentation or "seg" in self.outputs
-        if self.batch_size < 1:
-            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {self.batch_size!r}")
         if self.max_size < 8:
             raise InputError(f"max size must be at least 8 pixels, got {self.max_size}")
         io.check_colormap(self.colormap)
@@ -230,9 +230,10 @@ def run_job(
     _check_pipeline(pipeline, options)
     bar = tqdm(total=_count_images(todo), unit="img", dynamic_ncols=True, file=sys.stderr,
                disable=None if options.progress else True)
-    runner = _Runner(pipeline, options, summary, bar)
+    batch_size = _resolve_batch_size(options, pipeline)
+    runner = _Runner(pipeline, options, summary, bar, batch_size)
     try:
-        for group in _groups(todo, options.batch_size):
+        for group in _groups(todo, batch_size):
             if group[0].kind == "video":
                 runner.video(group[0])
             else:
@@ -261,6 +262,16 @@ def _check_pipeline(pipeline: Any, options: JobOptions) -> None:
     """Refuse once, up front, what would otherwise fail for every single image."""
     if options.segmentation and getattr(pipeline, "segmentation_head", True) is None:
         raise PrimeDepthError("this model has no segmentation head; drop --segmentation / 'seg'")
+
+
+def _resolve_batch_size(options: JobOptions, pipeline: Any) -> int:
+    """The number of images per forward pass: as given, or chosen for the pipeline's device."""
+    if options.batch_size != "auto":
+        return options.batch_size
+    model = getattr(pipeline, "pipeline", pipeline)  # an ensemble sizes by its PrimeDepth pipeline
+    device = str(getattr(model, "device", "cpu"))
+    dtype = str(getattr(model, "dtype", "float32")).removeprefix("torch.")
+    return auto_batch_size(device, dtype, options.max_size)
 
 
 def _groups(items: Iterable[io.InputItem], batch_size: int) -> Iterator[list[io.InputItem]]:
@@ -329,11 +340,12 @@ def _skip_if_finished(item: io.InputItem, options: JobOptions, summary: JobSumma
 class _Runner:
     """Runs groups of items through the pipeline and records the results in a summary."""
 
-    def __init__(self, pipeline: Any, options: JobOptions, summary: JobSummary, bar: Any) -> None:
+    def __init__(self, pipeline: Any, options: JobOptions, summary: JobSummary, bar: Any, batch_size: int) -> None:
         self.pipeline = pipeline
         self.options = options
         self.summary = summary
         self.bar = bar
+        self.batch_size = batch_size  # lowered for the rest of the job when the GPU runs out of memory
         self.png_text = _png_text(summary.ensemble)
 
     # ---------------------------------------------------------------- reporting
@@ -369,7 +381,31 @@ class _Runner:
     # ---------------------------------------------------------------- model calls
 
     def infer(self, images: list[Any]) -> Any:
-        """One pipeline call on a batch of images."""
+        """Predict a batch of images, at most `batch_size` per pipeline call.
+
+        When the GPU runs out of memory, the batch size is halved for the rest of the job and
+        the failed part is predicted again (results do not depend on batching).
+        """
+        import torch
+
+        outputs, start = [], 0
+        while start < len(images):
+            part = images[start : start + self.batch_size]
+            try:
+                outputs.append(self._call(part))
+            except torch.cuda.OutOfMemoryError:
+                if len(part) == 1:
+                    raise
+                self.batch_size = len(part) // 2
+                torch.cuda.empty_cache()
+                if self.options.progress:
+                    self.bar.write(f"out of GPU memory: going on with batches of {self.batch_size}", file=sys.stderr)
+                continue
+            start += len(part)
+        return outputs[0] if len(outputs) == 1 else _joined_outputs(outputs)
+
+    def _call(self, images: list[Any]) -> Any:
+        """One pipeline call."""
         extra = {"prompt": self.options.prompt} if self.options.prompt is not None else {}
         return self.pipeline(
             images,
@@ -445,7 +481,7 @@ class _Runner:
             if video_path is not None and (self.options.overwrite or not video_path.exists()):
                 writer = io.DepthVideoWriter(video_path, info.fps, self.options.colormap)
             frames = 0
-            for batch in _chunks(enumerate(io.read_video_frames(item.path)), self.options.batch_size):
+            for batch in _chunks(enumerate(io.read_video_frames(item.path)), self.batch_size):
                 output = self.infer([frame for _, frame in batch])
                 for row, (index, _) in enumerate(batch):
                     depth, segmentation, prompt = _unpack(output, row)
@@ -483,6 +519,23 @@ def _png_text(ensemble: str | None) -> dict[str, str]:
 def _load(item: io.InputItem) -> Any:
     """The image of an item: decoded from its file, or the in-memory image as given."""
     return io.read_image(item.path) if item.path is not None else item.image
+
+
+@dataclass
+class _JoinedOutput:
+    """The outputs of consecutive pipeline calls as one: what `_unpack` reads."""
+
+    depth: list[Any]
+    segmentation: list[Any] | None
+    prompts: list[str] | None
+
+
+def _joined_outputs(outputs: list[Any]) -> _JoinedOutput:
+    def joined(name: str) -> list[Any] | None:
+        parts = [getattr(output, name, None) for output in outputs]
+        return None if any(part is None for part in parts) else [value for part in parts for value in part]
+
+    return _JoinedOutput(depth=joined("depth"), segmentation=joined("segmentation"), prompts=joined("prompts"))
 
 
 def _unpack(output: Any, index: int) -> tuple[np.ndarray, np.ndarray | None, str | None]:
@@ -529,7 +582,7 @@ def predict(
     outputs: Sequence[str] = DEFAULT_OUTPUTS,
     device: str = "auto",
     dtype: str = "fp32",
-    batch_size: int = 1,
+    batch_size: int | str = "auto",
     max_size: int = DEFAULT_MAX_SIZE,
     prompt: str | None = None,
     seed: int | None = None,
@@ -545,7 +598,9 @@ def predict(
 
     `inputs`: one or a list of paths (as the CLI takes) and/or in-memory images (PIL, HxWx3
     numpy, 3xHxW tensor). `model`: a loaded `PrimeDepthPipeline`, or a hub id, model folder or
-    official ``.ckpt`` (default: the official weights). With `output_dir`, the `outputs`
+    official ``.ckpt`` (default: the official weights). `batch_size`: images per forward pass, or
+    "auto" (1 on the CPU; on a GPU as many as fit in its free memory, see
+    `primedepth.devices.auto_batch_size`). With `output_dir`, the `outputs`
     (png16, npy, color, seg, video; see `primedepth.io`) are written there, existing files are
     kept unless `overwrite`, and inputs whose outputs all exist are skipped. `prompt`: None
     for the model's default, a text, or "auto" to caption each image. `seed`: fixes the

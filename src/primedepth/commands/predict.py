@@ -90,8 +90,10 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
                        help="where to run; auto picks cuda, then mps, then cpu (default: auto)")
     group.add_argument("--dtype", default="fp32", choices=DTYPE_CHOICES,
                        help="weights precision; bf16/fp16 halve memory on GPUs (default: fp32)")
-    group.add_argument("-b", "--batch-size", type=_positive_int, default=1, metavar="N",
-                       help="images per forward pass (default: 1)")
+    group.add_argument("-b", "--batch-size", type=_batch_size, default="auto", metavar="N",
+                       help="images per forward pass, or 'auto': 1 on the CPU (batching does not speed it up), "
+                       "on a GPU as many as fit in its free memory, at most 8; a batch that runs out of GPU "
+                       "memory is split (default: auto)")
     prompts = group.add_mutually_exclusive_group()
     prompts.add_argument("--prompt", metavar="TEXT",
                          help="text prompt for every image; 'auto' captions each image with BLIP-2 "
@@ -127,6 +129,11 @@ def _add_output_options(group: argparse._ArgumentGroup) -> None:
                        help="recompute and replace existing outputs instead of skipping them")
     group.add_argument("--fail-fast", action="store_true",
                        help="stop at the first input that fails (default: report it and go on)")
+
+
+def _batch_size(text: str) -> int | str:
+    """argparse type: 'auto' or an integer >= 1."""
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
