@@ -150,6 +150,22 @@ def build_primedepth(scale: str, dtype: torch.dtype, device: torch.device):
     return pipeline
 
 
+def build_text_encoder(scale: str, device: torch.device):
+    """The OpenCLIP ViT-H/14 text tower as a CLIPTextModel (random, fp32): the official code
+    encodes the prompt of every image with it (PrimeDepth caches prompt embeddings)."""
+    from transformers import CLIPTextModel
+
+    from primedepth.testing import tiny_text_encoder
+    from primedepth.text import text_encoder_config
+
+    factory = (lambda: CLIPTextModel(text_encoder_config())) if scale == "full" else tiny_text_encoder
+    model = materialise(factory, torch.float32, device, 7)
+    for name, buffer in model.named_buffers():
+        if name.endswith("position_ids"):  # an integer buffer: to_empty left it undefined
+            buffer.copy_(torch.arange(buffer.shape[-1], device=device).expand_as(buffer))
+    return model
+
+
 def build_marigold(scale: str, dtype: torch.dtype, device: torch.device):
     """diffusers' MarigoldDepthPipeline: SD 2.x UNet with 8 input channels, the same VAE."""
     from diffusers import AutoencoderKL, DDIMScheduler, MarigoldDepthPipeline, UNet2DConditionModel
@@ -285,8 +301,13 @@ def make_inputs(pipeline, batch: int, size: int, device: torch.device, seed: int
 # ----------------------------------------------------------------------------- the runs
 
 
-def _stages(pipeline, inputs, dtype, device, repeats, warmup) -> dict[str, float]:
-    """Per-stage medians; the UNet walk is materialised (a list of steps) so the refiner is timed alone."""
+def _stages(pipeline, inputs, dtype, device, repeats, warmup, text_encoder=None) -> dict[str, float]:
+    """Per-stage medians; the UNet walk is materialised (a list of steps) so the refiner is timed alone.
+
+    With a `text_encoder` (the official-style path) the work the official code does per image and
+    PrimeDepth does not is timed too: encoding the prompt, and the UNet tail (last up-block
+    resnet and transformer, output conv) whose result it throws away.
+    """
     from primedepth.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
 
     vae, unet = pipeline.vae, pipeline.unet
@@ -294,15 +315,29 @@ def _stages(pipeline, inputs, dtype, device, repeats, warmup) -> dict[str, float
     context = inputs["context"].to(dtype)
     out: dict[str, float] = {}
     with torch.no_grad():
+        if text_encoder is not None:
+            tokens = torch.zeros(pixels.shape[0], 77, dtype=torch.long, device=device)
+            out["text_encode"], _ = time_call(lambda: text_encoder(tokens).last_hidden_state, device, repeats, warmup)
         out["vae_encode"], latents = time_call(lambda: encode_latents(vae, pixels, inputs["posterior_noise"]), device, repeats, warmup)
         noisy = add_step_noise(pipeline.scheduler, latents.to(dtype), inputs["step_noise"])
         temb = timestep_embedding(unet, noisy)
         out["unet_preimage"], steps = time_call(lambda: list(iter_decoder_steps(unet, noisy, temb, context)), device, repeats, warmup)
+        if text_encoder is not None:
+            out["unet_tail"], _ = time_call(lambda: _unet_tail(unet, steps[-1].features, temb, context), device, repeats, warmup)
         out["refiner"], features = time_call(lambda: pipeline.refiner(steps, temb, context), device, repeats, warmup)
         del steps
         out["depth_head"], _ = time_call(lambda: pipeline.depth_head(features), device, repeats, warmup)
         out["seg_head"], _ = time_call(lambda: pipeline.segmentation_head(features), device, repeats, warmup)
     return out
+
+
+def _unet_tail(unet, features, temb, context) -> torch.Tensor:
+    """What the UNet computes after its last decoder step: SD's own noise prediction."""
+    block = unet.up_blocks[-1]
+    hidden = block.resnets[-1](features, temb)
+    if getattr(block, "attentions", None) is not None:
+        hidden = block.attentions[-1](hidden, encoder_hidden_states=context, return_dict=False)[0]
+    return unet.conv_out(unet.conv_act(unet.conv_norm_out(hidden)))
 
 
 def run_primedepth(pipeline, inputs, dtype, device, repeats, warmup=1, stages=True) -> dict[str, Any]:
@@ -355,15 +390,16 @@ def run_capture_overhead(pipeline, inputs, dtype, device, repeats, warmup=1) -> 
             "stages": stages, "finite": True}
 
 
-def run_official(pipeline, inputs, device, repeats, warmup=1) -> dict[str, Any]:
-    """Official-style: materialised probabilities, preimage held whole, both heads, fp32.
+def run_official(pipeline, inputs, device, repeats, warmup=1, text_encoder=None) -> dict[str, Any]:
+    """Official-style: materialised probabilities, preimage held whole, both heads, fp32, and
+    per image the prompt encoded and the UNet tail computed (BLIP-2 captioning not counted).
 
     The stages run in sequence as the official code runs them, so the total is their sum.
     """
     install_official_style_processors(pipeline.unet)
     reset_peak(device)
     memory_before = current_memory_bytes(device)
-    stages = _stages(pipeline, inputs, torch.float32, device, repeats, warmup)
+    stages = _stages(pipeline, inputs, torch.float32, device, repeats, warmup, text_encoder)
     return {"total": sum(stages.values()), "peak_memory": peak_memory_bytes(device), "resident_before": memory_before,
             "stages": stages, "finite": True}
 
@@ -456,7 +492,8 @@ def run_configuration(spec: dict[str, Any]) -> dict[str, Any]:
         result = run_marigold(pipeline, inputs, dtype, device, repeats, warmup)
     else:
         pipeline = spec.get("_pipeline") or build_primedepth(scale, dtype, device)
-        if spec.get("channels_last"):
+        text_encoder = build_text_encoder(scale, device) if mode == "official" else None
+        if spec.get("channels_last") and mode != "official":  # the official code is NCHW
             pipeline.enable_channels_last()
         build_time = time.perf_counter() - start
         inputs = make_inputs(pipeline, batch, size, device)
@@ -466,7 +503,7 @@ def run_configuration(spec: dict[str, Any]) -> dict[str, Any]:
         elif mode == "primedepth":
             result = run_primedepth(pipeline, inputs, dtype, device, repeats, warmup, stages)
         elif mode == "official":
-            result = run_official(pipeline, inputs, device, repeats, warmup)
+            result = run_official(pipeline, inputs, device, repeats, warmup, text_encoder)
         elif mode == "floor":
             result = run_floor(pipeline, inputs, dtype, device, repeats, warmup)
         else:
@@ -599,21 +636,22 @@ def format_tables(results: list[dict[str, Any]]) -> str:
             f"| {_ratio(dav2 and dav2['total'], result['total'])} |"
         )
     lines += ["", "Per stage (median seconds per batch; `unet+preimage` is the UNet walk with map capture, materialised):", "",
-              "| run | size | dtype | batch | VAE encode | UNet + preimage / bare UNet | refiner | depth head | seg head | total | peak GiB | before GiB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| run | size | dtype | batch | text encode | VAE encode | UNet + preimage / bare UNet | UNet tail | refiner | depth head | seg head | total | peak GiB | before GiB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         if result.get("mode") not in ("capture", "primedepth", "official", "floor"):
             continue
         if result.get("status") != "ok":
-            lines.append(f"| {result['mode']} | {result['size']} | {result['dtype']} | {result['batch']} | {result['status']} |" + " — |" * 7)
+            lines.append(f"| {result['mode']} | {result['size']} | {result['dtype']} | {result['batch']} | {result['status']} |" + " — |" * 9)
             continue
         stages = result.get("stages", {})
         unet = stages.get("unet_preimage", stages.get("unet_bare"))
         if result["mode"] == "capture":
             unet = f"{_seconds(stages['unet_preimage'])} / {_seconds(stages['unet_bare'])}"
         lines.append(
-            f"| {result['mode']} | {result['size']} | {result['dtype']} | {result['batch']} | {_seconds(stages.get('vae_encode'))} "
-            f"| {unet if isinstance(unet, str) else _seconds(unet)} | {_seconds(stages.get('refiner'))} | {_seconds(stages.get('depth_head'))} "
+            f"| {result['mode']} | {result['size']} | {result['dtype']} | {result['batch']} | {_seconds(stages.get('text_encode'))} "
+            f"| {_seconds(stages.get('vae_encode'))} | {unet if isinstance(unet, str) else _seconds(unet)} | {_seconds(stages.get('unet_tail'))} "
+            f"| {_seconds(stages.get('refiner'))} | {_seconds(stages.get('depth_head'))} "
             f"| {_seconds(stages.get('seg_head'))} | {_seconds(result['total'])} | {_gib(result['peak_memory'])} | {_gib(result.get('resident_before'))} |"
         )
     lines += ["", "Baselines (median seconds per batch):", "",
@@ -673,7 +711,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--dav2-size", type=int, default=DAV2_SIZE)
-    parser.add_argument("--channels-last", action="store_true", help="PrimeDepth runs with channels-last weights")
+    parser.add_argument("--channels-last", action="store_true", help="PrimeDepth (and the floor) run with channels-last VAE and heads, as "
+                        "`primedepth predict` does; the official-style path stays NCHW")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each worker (CPU)")
     parser.add_argument("--scale", default="full", choices=["full", "tiny"], help="tiny: the test model (smoke runs)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256x256, fp32, batch 1, 1 repeat after 1 warm-up, DAv2 at 252")

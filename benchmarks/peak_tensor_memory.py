@@ -26,6 +26,7 @@ from benchmark_inference import (  # noqa: E402
     DTYPES,
     _stages,
     build_primedepth,
+    build_text_encoder,
     install_official_style_processors,
     make_inputs,
 )
@@ -84,12 +85,14 @@ def measure(mode: str, size: int, dtype_name: str) -> dict:
         with tracker:
             pipeline.predict_raw(inputs["pixels"], inputs["context"], inputs["posterior_noise"],
                                  inputs["step_noise"], output_segmentation=False)
-    else:  # official-style: materialised probabilities, whole preimage held, both heads, fp32
+    else:  # official-style: materialised probabilities, whole preimage held, both heads, fp32,
+        # the prompt encoded per image (the text tower stays loaded) and the UNet tail computed
         install_official_style_processors(pipeline.unet)
+        text_encoder = build_text_encoder("full", device)
         weights = parameter_bytes(*encoder, pipeline.unet, pipeline.refiner, pipeline.depth_head,
-                                  pipeline.segmentation_head)
+                                  pipeline.segmentation_head, text_encoder)
         with tracker:
-            _stages(pipeline, inputs, dtype, device, repeats=1, warmup=0)
+            _stages(pipeline, inputs, dtype, device, repeats=1, warmup=0, text_encoder=text_encoder)
     return {"mode": mode, "size": size, "dtype": dtype_name if mode == "primedepth" else "fp32",
             "weights": weights, "activations": tracker.peak}
 

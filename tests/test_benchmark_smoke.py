@@ -37,8 +37,9 @@ def test_primedepth_official_and_floor_runs(bench):
     ours = bench.run_primedepth(pipeline, inputs, torch.float32, CPU, repeats=1, warmup=0)
     _common(ours)
     assert set(ours["stages"]) == {"vae_encode", "unet_preimage", "refiner", "depth_head", "seg_head"}
-    official = bench.run_official(pipeline, inputs, CPU, repeats=1, warmup=0)
+    official = bench.run_official(pipeline, inputs, CPU, repeats=1, warmup=0, text_encoder=bench.build_text_encoder("tiny", CPU))
     _common(official)
+    assert set(official["stages"]) == {"text_encode", "vae_encode", "unet_preimage", "unet_tail", "refiner", "depth_head", "seg_head"}
     capture = bench.run_capture_overhead(pipeline, inputs, torch.float32, CPU, repeats=1, warmup=0)
     _common(capture)
     assert {"unet_preimage", "unet_bare"} <= set(capture["stages"])
@@ -55,6 +56,23 @@ def test_primedepth_official_and_floor_runs(bench):
     table = bench.format_tables(results)
     assert "| 64 | fp32 | 2 |" in table and "x |" in table
     json.dumps(results)  # results are JSON-serialisable
+
+
+def test_unet_tail_timed_for_the_official_path_completes_the_unet(bench):
+    """The tail after the last decoder step gives SD's own output: the official path's extra work."""
+    from primedepth.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
+
+    pipeline = tiny_pipeline()
+    inputs = bench.make_inputs(pipeline, batch=1, size=64, device=CPU)
+    unet = pipeline.unet
+    with torch.no_grad():
+        latents = encode_latents(pipeline.vae, inputs["pixels"], inputs["posterior_noise"])
+        noisy = add_step_noise(pipeline.scheduler, latents, inputs["step_noise"])
+        temb = timestep_embedding(unet, noisy)
+        last = list(iter_decoder_steps(unet, noisy, temb, inputs["context"]))[-1]
+        tail = bench._unet_tail(unet, last.features, temb, inputs["context"])
+        full = unet(noisy, torch.ones(1, dtype=torch.long), encoder_hidden_states=inputs["context"]).sample
+    torch.testing.assert_close(tail, full, rtol=0, atol=1e-5 * full.abs().max().item())
 
 
 def test_tables_from_json_files(bench, tmp_path, capsys):
