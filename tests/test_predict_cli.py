@@ -173,6 +173,7 @@ def test_video_gives_frames_and_a_depth_video(capsys, tiny_model, tmp_path):
     [
         (["--colormap", "nope"], "unknown colormap 'nope'"),
         (["--dtype", "fp16", "--device", "cpu"], "fp16 is for GPUs"),
+        (["--offload", "--device", "cpu"], "offloading moves models between CPU memory and a CUDA GPU"),
         (["--model", "/no/such/model"], "model not found"),
     ],
 )
@@ -188,6 +189,18 @@ def test_bad_batch_size_is_a_usage_error(capsys, photos, value, message):
         run_cli(capsys, photos / "plain.jpg", "--batch-size", value)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"--batch-size: {message}" in err and "Traceback" not in err
+
+
+def test_offload_hands_the_models_to_diffusers_cpu_offload(tiny_model, monkeypatch):
+    """`--offload` on a GPU: weights stay in CPU memory, diffusers' hooks move each model when it runs."""
+    from primedepth.pipeline import PrimeDepthPipeline
+
+    predict_module = importlib.import_module("primedepth.predict")
+    calls = []
+    monkeypatch.setattr(predict_module, "resolve_device", lambda name: "cuda:0")
+    monkeypatch.setattr(PrimeDepthPipeline, "enable_model_cpu_offload", lambda self, device=None: calls.append(device))
+    pipeline = predict_module.load_pipeline(tiny_model, device="cuda:0", offload=True)
+    assert calls == ["cuda:0"] and pipeline.unet.device.type == "cpu"
 
 
 def test_python_api_on_in_memory_images_is_reproducible_per_image(tiny_model):

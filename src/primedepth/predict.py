@@ -169,12 +169,18 @@ class _StopJob(Exception):
 # Model loading
 
 
-def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "fp32") -> Any:
-    """Load a PrimeDepth pipeline (hub id, model folder or official .ckpt) onto a device."""
+def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "fp32", offload: bool = False) -> Any:
+    """Load a PrimeDepth pipeline (hub id, model folder or official .ckpt) onto a device.
+
+    `offload`: keep the weights in CPU memory and move each model to the GPU only while it runs
+    (diffusers' model CPU offload): for small GPUs, at the price of a weight transfer per image.
+    """
     from .pipeline import PrimeDepthPipeline
 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    if offload and not device.startswith("cuda"):
+        raise InputError(f"offloading moves models between CPU memory and a CUDA GPU; the device is '{device}'")
     source = str(model) if model is not None else OFFICIAL_REPO_ID
     try:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; both work
@@ -184,7 +190,10 @@ def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: 
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise PrimeDepthError(f"cannot load the model '{source}': {error}") from None
-    pipeline.to(device)
+    if offload:
+        pipeline.enable_model_cpu_offload(device=device)
+    else:
+        pipeline.to(device)
     pipeline.enable_channels_last()  # measured faster on CPU; float rounding only
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)  # our own bar counts images
@@ -582,6 +591,7 @@ def predict(
     outputs: Sequence[str] = DEFAULT_OUTPUTS,
     device: str = "auto",
     dtype: str = "fp32",
+    offload: bool = False,
     batch_size: int | str = "auto",
     max_size: int = DEFAULT_MAX_SIZE,
     prompt: str | None = None,
@@ -598,7 +608,8 @@ def predict(
 
     `inputs`: one or a list of paths (as the CLI takes) and/or in-memory images (PIL, HxWx3
     numpy, 3xHxW tensor). `model`: a loaded `PrimeDepthPipeline`, or a hub id, model folder or
-    official ``.ckpt`` (default: the official weights). `batch_size`: images per forward pass, or
+    official ``.ckpt`` (default: the official weights); `device`, `dtype` and `offload` as in
+    `load_pipeline`. `batch_size`: images per forward pass, or
     "auto" (1 on the CPU; on a GPU as many as fit in its free memory, see
     `primedepth.devices.auto_batch_size`). With `output_dir`, the `outputs`
     (png16, npy, color, seg, video; see `primedepth.io`) are written there, existing files are
@@ -625,7 +636,7 @@ def predict(
     if model is not None and not isinstance(model, (str, Path)):
         summary = run_job(items, lambda: model, options)  # an already loaded pipeline
     else:
-        summary = run_job(items, lambda: load_pipeline(model, device, dtype), options)
+        summary = run_job(items, lambda: load_pipeline(model, device, dtype, offload), options)
     if errors == "raise" and summary.failures:
         label, reason = summary.failures[0]
         raise InputError(f"{label}: {reason}")

@@ -90,6 +90,9 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
                        help="where to run; auto picks cuda, then mps, then cpu (default: auto)")
     group.add_argument("--dtype", default="fp32", choices=DTYPE_CHOICES,
                        help="weights precision; bf16/fp16 halve memory on GPUs (default: fp32)")
+    group.add_argument("--offload", action="store_true",
+                       help="keep the weights in CPU memory and move each model to the GPU only while it "
+                       "runs: for GPUs with little memory, slower (CUDA only)")
     group.add_argument("-b", "--batch-size", type=_batch_size, default="auto", metavar="N",
                        help="images per forward pass, or 'auto': 1 on the CPU (batching does not speed it up), "
                        "on a GPU as many as fit in its free memory, at most 8; a batch that runs out of GPU "
@@ -181,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{output_dir}: output path exists and is not a folder")
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
     _announce(items, output_dir)
-    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype), options)
+    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
     print(summary.format(output_dir), file=sys.stderr)
     return 0 if summary.ok else 1
 
