@@ -208,6 +208,21 @@ def test_model_cpu_offload_moves_the_unet_for_the_preimage_walk(context):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
+def test_depth_path_on_the_device_text_encoder_and_segmentation_streamed(context):
+    """`move_depth_path_to`: same results; the rarely used models keep no weights on the device."""
+    image = _image(64, 64)
+    reference = tiny_pipeline()
+    expected = reference(image, prompt="a room", generator=_seeded(0), output_segmentation=True)
+    pipeline = tiny_pipeline()
+    pipeline.move_depth_path_to("cpu")  # accelerate's hooks work the same on any device
+    for streamed in (pipeline.text_encoder, pipeline.segmentation_head):
+        assert {p.device.type for p in streamed.parameters()} == {"meta"}
+    assert pipeline.prompt_encoder.device == torch.device("cpu")
+    got = pipeline(image, prompt="a room", generator=_seeded(0), output_segmentation=True)
+    np.testing.assert_allclose(got.depth[0], expected.depth[0], rtol=0, atol=1e-5 * np.abs(expected.depth[0]).max())
+    np.testing.assert_allclose(got.segmentation[0], expected.segmentation[0], rtol=0, atol=1e-5 * np.abs(expected.segmentation[0]).max())
+
+
 def test_channels_last_changes_layout_not_results(context):
     image = _image(64, 72)
     expected = tiny_pipeline()(image, prompt_embeds=context, generator=_seeded(0)).depth[0]

@@ -191,16 +191,20 @@ def test_bad_batch_size_is_a_usage_error(capsys, photos, value, message):
     assert exit_info.value.code == 2 and f"--batch-size: {message}" in err and "Traceback" not in err
 
 
-def test_offload_hands_the_models_to_diffusers_cpu_offload(tiny_model, monkeypatch):
-    """`--offload` on a GPU: weights stay in CPU memory, diffusers' hooks move each model when it runs."""
+@pytest.mark.parametrize("offload, placement", [(True, "enable_model_cpu_offload"), (False, "move_depth_path_to")])
+def test_gpu_placement(tiny_model, monkeypatch, offload, placement):
+    """On a GPU: `--offload` hands every model to diffusers' CPU offload; otherwise the depth path
+    goes to the GPU and the text encoder and segmentation head are streamed from CPU memory."""
     from primedepth.pipeline import PrimeDepthPipeline
 
     predict_module = importlib.import_module("primedepth.predict")
     calls = []
     monkeypatch.setattr(predict_module, "resolve_device", lambda name: "cuda:0")
-    monkeypatch.setattr(PrimeDepthPipeline, "enable_model_cpu_offload", lambda self, device=None: calls.append(device))
-    pipeline = predict_module.load_pipeline(tiny_model, device="cuda:0", offload=True)
-    assert calls == ["cuda:0"] and pipeline.unet.device.type == "cpu"
+    for name in ("enable_model_cpu_offload", "move_depth_path_to"):
+        monkeypatch.setattr(PrimeDepthPipeline, name, lambda self, device=None, name=name: calls.append((name, device)))
+    monkeypatch.setattr(PrimeDepthPipeline, "to", lambda self, *args, **kwargs: calls.append(("to", args)))
+    predict_module.load_pipeline(tiny_model, device="cuda:0", offload=offload)
+    assert calls == [(placement, "cuda:0")]
 
 
 def test_python_api_on_in_memory_images_is_reproducible_per_image(tiny_model):

@@ -123,6 +123,24 @@ class PrimeDepthPipeline(DiffusionPipeline):
             if module is not None:
                 module.to(memory_format=torch.channels_last)
 
+    def move_depth_path_to(self, device: str | torch.device) -> None:
+        """Put the depth path (VAE, UNet, refiner, depth head) on `device`, and keep the text
+        encoder and the segmentation head in CPU memory, streamed to `device` layer by layer when
+        they run (once per new prompt; only when segmentation is asked for).
+
+        What `primedepth predict` does on a GPU: it saves their 0.75 GiB (bf16) of GPU memory
+        at no cost per image for a fixed prompt. Needs accelerate; `.to()` undoes nothing
+        afterwards, reload the pipeline to change devices.
+        """
+        from accelerate import cpu_offload
+
+        for module in (self.vae, self.unet, self.refiner, self.depth_head):
+            module.to(device)
+        for module in (self.text_encoder, self.segmentation_head):
+            if module is not None:
+                cpu_offload(module.to("cpu"), execution_device=torch.device(device))
+        self._prompt_encoder = None  # its embeddings were made on the old device
+
     # ----------------------------------------------------------------------------- text
 
     @property

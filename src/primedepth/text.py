@@ -467,7 +467,11 @@ class PromptEncoder:
 
     @property
     def device(self) -> torch.device:
-        """Device of the text encoder's weights."""
+        """Where the text encoder computes: its weights' device, or its offload hooks' device."""
+        for module in self.text_encoder.modules():
+            device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+            if device is not None:  # accelerate offload: the weights wait on the CPU or meta
+                return torch.device(device)
         return next(self.text_encoder.parameters()).device
 
     @property
