@@ -4,7 +4,9 @@ GPU peak memory is weights plus the largest set of tensors alive at once. This s
 the latter exactly, op by op (a `TorchDispatchMode` that follows every output storage until it is
 freed), so it can be run on a CPU-only machine to see what a GPU would need. Not counted: the
 CUDA allocator's caching/fragmentation, cuDNN workspaces and the CUDA context (a few hundred MB),
-so a real GPU peak is somewhat higher. Weights are counted exactly from the parameters used.
+so a real GPU peak is somewhat higher. Weights are counted exactly: for PrimeDepth those
+`primedepth predict` puts on a GPU (VAE, UNet, refiner, depth head; the text encoder and the
+segmentation head stay in CPU memory), for the official-style path every model it loads.
 
     python benchmarks/peak_tensor_memory.py --sizes 512 768 --dtype bf16
 """
@@ -78,10 +80,9 @@ def measure(mode: str, size: int, dtype_name: str) -> dict:
     device = torch.device("cpu")
     pipeline = build_primedepth("full", dtype, device)
     inputs = make_inputs(pipeline, 1, size, device)
-    encoder = (pipeline.vae.encoder, pipeline.vae.quant_conv)
     tracker = LiveTensorBytes()
     if mode == "primedepth":  # the real call: depth only, preimage consumed step by step
-        weights = parameter_bytes(*encoder, pipeline.unet, pipeline.refiner, pipeline.depth_head)
+        weights = parameter_bytes(pipeline.vae, pipeline.unet, pipeline.refiner, pipeline.depth_head)
         with tracker:
             pipeline.predict_raw(inputs["pixels"], inputs["context"], inputs["posterior_noise"],
                                  inputs["step_noise"], output_segmentation=False)
@@ -89,7 +90,7 @@ def measure(mode: str, size: int, dtype_name: str) -> dict:
         # the prompt encoded per image (the text tower stays loaded) and the UNet tail computed
         install_official_style_processors(pipeline.unet)
         text_encoder = build_text_encoder("full", device)
-        weights = parameter_bytes(*encoder, pipeline.unet, pipeline.refiner, pipeline.depth_head,
+        weights = parameter_bytes(pipeline.vae, pipeline.unet, pipeline.refiner, pipeline.depth_head,
                                   pipeline.segmentation_head, text_encoder)
         with tracker:
             _stages(pipeline, inputs, dtype, device, repeats=1, warmup=0, text_encoder=text_encoder)
