@@ -41,9 +41,9 @@ GIB = 2**30
         ("cpu", "fp32", 512, None, 1),  # the CPU never batches: no speed to gain
         ("mps", "fp16", 512, None, 1),
         ("cuda", "bf16", 1024, 80 * GIB, AUTO_BATCH_LIMIT),  # an H100: capped
-        ("cuda:1", "fp16", 768, 6 * GIB, 4),  # 0.7 * 6 GiB / (1600 B * 768^2) = 4.8
-        ("cuda", "fp32", 768, 6 * GIB, 2),  # fp32 needs twice the memory per pixel
-        ("cuda", "fp32", 1024, 2 * GIB, 1),  # nothing fits: still one image, never zero
+        ("cuda:1", "fp16", 768, 4 * GIB, 4),  # (0.7 * 4 GiB - 1600 B * 1024^2) / (520 B * 768^2) = 4.3
+        ("cuda", "fp32", 768, 8 * GIB, 4),  # fp32 needs twice the memory per pixel
+        ("cuda", "fp32", 768, 4 * GIB, 1),  # not even the full-resolution chunk fits: one image, never zero
     ],
 )
 def test_auto_batch_size_fills_free_gpu_memory_only(device, dtype, side, free, expected):

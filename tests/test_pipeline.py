@@ -65,6 +65,23 @@ def test_batch_equals_one_at_a_time(pipe, context):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
 
 
+def test_full_resolution_stages_run_in_chunks_of_one_largest_image(context):
+    """VAE encoder and heads see at most `full_resolution_pixels` per call; the UNet the whole batch."""
+    images = [_image(64, 80, s) for s in range(3)]
+    expected = tiny_pipeline()(images, prompt_embeds=context, generator=_seeded(7), output_segmentation=True)
+    pipeline = tiny_pipeline()
+    pipeline.full_resolution_pixels = 2 * 64 * 80
+    batches: dict[str, list[int]] = {"vae": [], "unet": [], "depth": [], "segmentation": []}
+    watched = {"vae": pipeline.vae.encoder, "unet": pipeline.unet.conv_in, "depth": pipeline.depth_head,
+               "segmentation": pipeline.segmentation_head}
+    for name, module in watched.items():
+        module.register_forward_hook(lambda m, args, out, name=name: batches[name].append(args[0].shape[0]))
+    got = pipeline(images, prompt_embeds=context, generator=_seeded(7), output_segmentation=True)
+    assert batches == {"vae": [2, 1], "unet": [3], "depth": [2, 1], "segmentation": [2, 1]}
+    for a, b in zip(got.depth + got.segmentation, expected.depth + expected.segmentation):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+
+
 def test_generator_makes_results_reproducible(pipe, context):
     image = _image(64, 64)
     first = pipe(image, prompt_embeds=context, generator=_seeded(3)).depth[0]

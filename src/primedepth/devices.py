@@ -67,10 +67,14 @@ def resolve_dtype(name: str, device: str) -> Any:
     return torch_dtype(name)
 
 
-# Peak memory of the tensors alive during one prediction, per processed pixel, for the SD 2.1-sized
-# model in bf16/fp16 (benchmarks/peak_tensor_memory.py: 0.38 GiB at 512x512, 0.85 GiB at
-# 768x768, reached in the depth head at full resolution; rounded up). fp32 needs twice as much.
-HALF_PRECISION_BYTES_PER_PIXEL = 1600
+# Peak memory of the tensors alive during a prediction, per processed pixel, for the SD 2.1-sized
+# model in bf16/fp16 (benchmarks/peak_tensor_memory.py --stages, 768x768, rounded up): the
+# full-resolution stages, VAE encoder 0.71 GiB and depth head 0.84 GiB per image, run in chunks
+# of one 1024x1024 image (`PrimeDepthPipeline.full_resolution_pixels`); the UNet walk with the
+# refiner, 0.27 GiB per image, runs on the whole batch. fp32 needs twice as much.
+FULL_RESOLUTION_BYTES_PER_PIXEL = 1600
+WALK_BYTES_PER_PIXEL = 520
+FULL_RESOLUTION_CHUNK_PIXELS = 1024 * 1024
 AUTO_BATCH_LIMIT = 8  # beyond this a GPU is saturated; more only risks memory
 AUTO_BATCH_MEMORY_SHARE = 0.7  # of the free memory: room for the allocator, cuDNN and the ensemble
 
@@ -80,8 +84,8 @@ def auto_batch_size(device: str, dtype_name: str, max_side: int, free_bytes: int
 
     On the CPU (and MPS) 1: convolutions already use every core, so batching adds memory, not
     speed (benchmarks/results-cpu.md). On CUDA: as many max_side x max_side images (the largest
-    processed size) as fit in 70% of the free memory, between 1 and AUTO_BATCH_LIMIT; an
-    estimate only, a batch that still runs out of memory is retried image by image.
+    processed size) as fit in 70% of the free memory next to one full-resolution chunk, between
+    1 and AUTO_BATCH_LIMIT; an estimate only, a batch that still runs out of memory is split.
     """
     if not device.startswith("cuda"):
         return 1
@@ -90,5 +94,8 @@ def auto_batch_size(device: str, dtype_name: str, max_side: int, free_bytes: int
 
         free_bytes = torch.cuda.mem_get_info(torch.device(device))[0]
     scale = 2 if canonical_dtype(dtype_name) == "float32" else 1
-    per_image = HALF_PRECISION_BYTES_PER_PIXEL * scale * max_side * max_side
-    return max(1, min(AUTO_BATCH_LIMIT, int(free_bytes * AUTO_BATCH_MEMORY_SHARE // per_image)))
+    pixels = max_side * max_side
+    full_resolution = FULL_RESOLUTION_BYTES_PER_PIXEL * scale * max(pixels, FULL_RESOLUTION_CHUNK_PIXELS)
+    per_image = WALK_BYTES_PER_PIXEL * scale * pixels
+    budget = free_bytes * AUTO_BATCH_MEMORY_SHARE - full_resolution
+    return max(1, min(AUTO_BATCH_LIMIT, int(budget // per_image)))

@@ -23,6 +23,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from .attention_maps import install_attention_map_processors
 from .constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE, VAE_ENCODER_NORM_EPS
+from .devices import FULL_RESOLUTION_CHUNK_PIXELS
 from .errors import InputError
 from .heads import LabelHead, set_group_norm_eps
 from .preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
@@ -68,6 +69,10 @@ class PrimeDepthPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->vae->unet->depth_head->segmentation_head"
     _exclude_from_cpu_offload = ["refiner"]
     _optional_components = ["segmentation_head", "text_encoder", "tokenizer"]
+    # The full-resolution stages (VAE encoder, heads) hold the memory peak: 4-5x the UNet walk's
+    # per image. They run in chunks of at most this many pixels (one largest image), so a batch's
+    # peak grows only with the walk's share; results are unchanged (per-image operations).
+    full_resolution_pixels: int = FULL_RESOLUTION_CHUNK_PIXELS
 
     def __init__(
         self,
@@ -254,14 +259,24 @@ class PrimeDepthPipeline(DiffusionPipeline):
                 raise InputError(f"{name} must have shape {expected}; got {tuple(noise.shape)}")
         device, dtype = self._execution_device, self.unet.dtype
         context = self._check_prompt_embeds(prompt_embeds, batch).to(device, dtype)
-        latents = encode_latents(self.vae, pixel_values.to(device, self.vae.dtype), posterior_noise.to(device))
+        chunk = self.full_resolution_chunk(*pixel_values.shape[-2:])
+        pixels, posterior_noise = pixel_values.to(device, self.vae.dtype), posterior_noise.to(device)
+        latents = torch.cat([
+            encode_latents(self.vae, part, noise) for part, noise in zip(pixels.split(chunk), posterior_noise.split(chunk))
+        ])
         noisy = add_step_noise(self.scheduler, latents.to(dtype), step_noise.to(device))
         _onload(self.unet)
         temb = timestep_embedding(self.unet, noisy)
         features = self.refiner(iter_decoder_steps(self.unet, noisy, temb, context), temb, context)
-        depth = self.depth_head(features)
-        segmentation = self.segmentation_head(features) if output_segmentation else None
+        depth = torch.cat([self.depth_head(part) for part in features.split(chunk)])
+        segmentation = None
+        if output_segmentation:
+            segmentation = torch.cat([self.segmentation_head(part) for part in features.split(chunk)])
         return RawPrediction(depth=depth, segmentation=segmentation)
+
+    def full_resolution_chunk(self, height: int, width: int) -> int:
+        """Images per call of the VAE encoder and the heads at this size (see `full_resolution_pixels`)."""
+        return max(1, self.full_resolution_pixels // (height * width))
 
     # ----------------------------------------------------------------------------- images
 
