@@ -74,12 +74,12 @@ def parameter_bytes(*modules: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
 
 
-def measure(mode: str, size: int, dtype_name: str) -> dict:
-    """Weights used and activation peak of one prediction (batch 1)."""
+def measure(mode: str, size: int, dtype_name: str, batch: int = 1) -> dict:
+    """Weights used and activation peak of one prediction of `batch` images."""
     dtype = DTYPES[dtype_name] if mode == "primedepth" else torch.float32
     device = torch.device("cpu")
     pipeline = build_primedepth("full", dtype, device)
-    inputs = make_inputs(pipeline, 1, size, device)
+    inputs = make_inputs(pipeline, batch, size, device)
     tracker = LiveTensorBytes()
     if mode == "primedepth":  # the real call: depth only, preimage consumed step by step
         weights = parameter_bytes(pipeline.vae, pipeline.unet, pipeline.refiner, pipeline.depth_head)
@@ -95,7 +95,31 @@ def measure(mode: str, size: int, dtype_name: str) -> dict:
         with tracker:
             _stages(pipeline, inputs, dtype, device, repeats=1, warmup=0, text_encoder=text_encoder)
     return {"mode": mode, "size": size, "dtype": dtype_name if mode == "primedepth" else "fp32",
-            "weights": weights, "activations": tracker.peak}
+            "batch": batch, "weights": weights, "activations": tracker.peak}
+
+
+def measure_stages(size: int, dtype_name: str) -> dict[str, int]:
+    """Live-tensor peak of each PrimeDepth stage alone, one image: the per-pixel costs behind
+    `primedepth.devices.auto_batch_size`."""
+    from primedepth.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
+
+    dtype = DTYPES[dtype_name]
+    pipeline = build_primedepth("full", dtype, torch.device("cpu"))
+    inputs = make_inputs(pipeline, 1, size, torch.device("cpu"))
+    peaks: dict[str, int] = {}
+    with torch.no_grad():
+        with LiveTensorBytes() as tracker:
+            latents = encode_latents(pipeline.vae, inputs["pixels"].to(dtype), inputs["posterior_noise"])
+        peaks["VAE encoder"] = tracker.peak
+        noisy = add_step_noise(pipeline.scheduler, latents, inputs["step_noise"])
+        temb, context = timestep_embedding(pipeline.unet, noisy), inputs["context"].to(dtype)
+        with LiveTensorBytes() as tracker:
+            features = pipeline.refiner(iter_decoder_steps(pipeline.unet, noisy, temb, context), temb, context)
+        peaks["UNet walk + refiner"] = tracker.peak
+        with LiveTensorBytes() as tracker:
+            pipeline.depth_head(features)
+        peaks["depth head"] = tracker.peak
+    return peaks
 
 
 def main(argv=None) -> int:
@@ -103,16 +127,25 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 768])
     parser.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="PrimeDepth's dtype (official-style is fp32)")
     parser.add_argument("--modes", nargs="+", default=["primedepth", "official"], choices=["primedepth", "official"])
+    parser.add_argument("--batch", type=int, default=1, help="images per prediction")
+    parser.add_argument("--stages", action="store_true", help="instead: each PrimeDepth stage alone, one image")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print("| mode | size | dtype | weights GiB | live-tensor peak GiB | weights + peak GiB |")
-    print("|---|---|---|---|---|---|")
+    if args.stages:
+        print("| size | dtype | stage | live-tensor peak GiB | bytes per pixel |")
+        print("|---|---|---|---|---|")
+        for size in args.sizes:
+            for stage, peak in measure_stages(size, args.dtype).items():
+                print(f"| {size} | {args.dtype} | {stage} | {peak / GIB:.2f} | {peak / size**2:.0f} |", flush=True)
+        return 0
+    print("| mode | size | dtype | batch | weights GiB | live-tensor peak GiB | weights + peak GiB |")
+    print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for mode in args.modes:
-            r = measure(mode, size, args.dtype)
-            print(f"| {r['mode']} | {r['size']} | {r['dtype']} | {r['weights'] / GIB:.2f} | "
+            r = measure(mode, size, args.dtype, args.batch)
+            print(f"| {r['mode']} | {r['size']} | {r['dtype']} | {r['batch']} | {r['weights'] / GIB:.2f} | "
                   f"{r['activations'] / GIB:.2f} | {(r['weights'] + r['activations']) / GIB:.2f} |", flush=True)
     return 0
 
