@@ -74,11 +74,11 @@ def parameter_bytes(*modules: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
 
 
-def measure(mode: str, size: int, dtype_name: str, batch: int = 1) -> dict:
+def measure(mode: str, size: int, dtype_name: str, batch: int = 1, scale: str = "full") -> dict:
     """Weights used and activation peak of one prediction of `batch` images."""
     dtype = DTYPES[dtype_name] if mode == "primedepth" else torch.float32
     device = torch.device("cpu")
-    pipeline = build_primedepth("full", dtype, device)
+    pipeline = build_primedepth(scale, dtype, device)
     inputs = make_inputs(pipeline, batch, size, device)
     tracker = LiveTensorBytes()
     if mode == "primedepth":  # the real call: depth only, preimage consumed step by step
@@ -89,7 +89,7 @@ def measure(mode: str, size: int, dtype_name: str, batch: int = 1) -> dict:
     else:  # official-style: materialised probabilities, whole preimage held, both heads, fp32,
         # the prompt encoded per image (the text tower stays loaded) and the UNet tail computed
         install_official_style_processors(pipeline.unet)
-        text_encoder = build_text_encoder("full", device)
+        text_encoder = build_text_encoder(scale, device)
         weights = parameter_bytes(pipeline.vae, pipeline.unet, pipeline.refiner, pipeline.depth_head,
                                   pipeline.segmentation_head, text_encoder)
         with tracker:
@@ -98,13 +98,13 @@ def measure(mode: str, size: int, dtype_name: str, batch: int = 1) -> dict:
             "batch": batch, "weights": weights, "activations": tracker.peak}
 
 
-def measure_stages(size: int, dtype_name: str) -> dict[str, int]:
+def measure_stages(size: int, dtype_name: str, scale: str = "full") -> dict[str, int]:
     """Live-tensor peak of each PrimeDepth stage alone, one image: the per-pixel costs behind
     `primedepth.devices.auto_batch_size`."""
     from primedepth.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
 
     dtype = DTYPES[dtype_name]
-    pipeline = build_primedepth("full", dtype, torch.device("cpu"))
+    pipeline = build_primedepth(scale, dtype, torch.device("cpu"))
     inputs = make_inputs(pipeline, 1, size, torch.device("cpu"))
     peaks: dict[str, int] = {}
     with torch.no_grad():
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="images per prediction")
     parser.add_argument("--stages", action="store_true", help="instead: each PrimeDepth stage alone, one image")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--scale", default="full", choices=["full", "tiny"], help="tiny: the test model (smoke runs)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,14 +138,14 @@ def main(argv=None) -> int:
         print("| size | dtype | stage | live-tensor peak GiB | bytes per pixel |")
         print("|---|---|---|---|---|")
         for size in args.sizes:
-            for stage, peak in measure_stages(size, args.dtype).items():
+            for stage, peak in measure_stages(size, args.dtype, args.scale).items():
                 print(f"| {size} | {args.dtype} | {stage} | {peak / GIB:.2f} | {peak / size**2:.0f} |", flush=True)
         return 0
     print("| mode | size | dtype | batch | weights GiB | live-tensor peak GiB | weights + peak GiB |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for mode in args.modes:
-            r = measure(mode, size, args.dtype, args.batch)
+            r = measure(mode, size, args.dtype, args.batch, args.scale)
             print(f"| {r['mode']} | {r['size']} | {r['dtype']} | {r['batch']} | {r['weights'] / GIB:.2f} | "
                   f"{r['activations'] / GIB:.2f} | {(r['weights'] + r['activations']) / GIB:.2f} |", flush=True)
     return 0

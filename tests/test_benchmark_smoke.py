@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/benchmark_inference.py on tiny models, so the script does not rot.
+"""Smoke tests of the benchmark scripts on tiny models, so they do not rot.
 
 Only that every run completes, gives finite outputs and formats; never any timing assertion.
 """
@@ -14,16 +14,25 @@ import torch
 
 from primedepth.testing import tiny_pipeline
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark_inference.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CPU = torch.device("cpu")
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_script("benchmark_inference")
+
+
+@pytest.fixture(scope="module")
+def peak():
+    return _load_script("peak_tensor_memory")
 
 
 def _common(result):
@@ -136,11 +145,8 @@ def test_cli_plan_and_quick_arguments(bench):
     assert [spec["dtype"] for spec in official] == ["fp32", "fp32"]  # the baseline is always fp32
 
 
-def test_live_tensor_tracker_counts_allocations_and_frees(bench):
-    spec = importlib.util.spec_from_file_location("peak_tensor_memory", SCRIPT.parent / "peak_tensor_memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    tracker = module.LiveTensorBytes()
+def test_live_tensor_tracker_counts_allocations_and_frees(peak):
+    tracker = peak.LiveTensorBytes()
     with tracker:
         first = torch.ones(1000)  # 4,000 bytes
         second = first * 2  # +4,000
@@ -150,3 +156,26 @@ def test_live_tensor_tracker_counts_allocations_and_frees(bench):
     assert tracker.peak == 8000 and tracker.live == 5000
     del second, view, third
     assert tracker.live == 0
+
+
+def test_live_tensor_tracker_counts_new_storages_only(peak):
+    """Views and in-place results of existing tensors (weights) are not new memory; freed ones leave."""
+    weight = torch.zeros(1000, 1000)
+    with peak.LiveTensorBytes() as tracker:
+        weight.t()
+        weight.add_(1.0)
+        assert tracker.live == 0
+        fresh = weight * 2
+        assert tracker.live == 4_000_000
+        del fresh
+        assert tracker.live == 0 and tracker.peak == 4_000_000
+
+
+def test_peak_memory_script_runs_every_mode(peak, capsys):
+    ours = peak.measure("primedepth", 64, "fp32", batch=2, scale="tiny")
+    official = peak.measure("official", 64, "fp32", scale="tiny")
+    assert ours["activations"] > 0 and official["weights"] > ours["weights"]  # + text tower, segmentation head
+    stages = peak.measure_stages(64, "fp32", scale="tiny")
+    assert set(stages) == {"VAE encoder", "UNet walk + refiner", "depth head"} and min(stages.values()) > 0
+    assert peak.main(["--sizes", "64", "--scale", "tiny", "--stages"]) == 0
+    assert "| 64 | bf16 | depth head |" in capsys.readouterr().out
