@@ -69,7 +69,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->vae->unet->depth_head->segmentation_head"
     _exclude_from_cpu_offload = ["refiner"]
     _optional_components = ["segmentation_head", "text_encoder", "tokenizer"]
-    # The full-resolution stages (VAE encoder, heads) hold the memory peak: 4-5x the UNet walk's
+    # The full-resolution stages (VAE encoder, heads) hold the memory peak: about 3x the UNet walk's
     # per image. They run in chunks of at most this many pixels (one largest image), so a batch's
     # peak grows only with the walk's share; results are unchanged (per-image operations).
     full_resolution_pixels: int = FULL_RESOLUTION_CHUNK_PIXELS
