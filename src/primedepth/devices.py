@@ -11,7 +11,7 @@ from .errors import InputError
 
 __all__ = [
     "DEVICE_CHOICES", "DTYPE_CHOICES", "AUTO_BATCH_LIMIT", "auto_batch_size", "canonical_dtype", "short_dtype",
-    "torch_dtype", "resolve_device", "resolve_dtype",
+    "torch_dtype", "resolve_device", "resolve_dtype", "pipeline_device_and_dtype",
 ]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -65,6 +65,13 @@ def resolve_dtype(name: str, device: str) -> Any:
     if canonical_dtype(name) == "float16" and device.startswith("cpu"):
         raise InputError("fp16 is for GPUs; on the CPU use --dtype fp32 or bf16")
     return torch_dtype(name)
+
+
+def pipeline_device_and_dtype(pipeline: Any) -> tuple[str, str]:
+    """A loaded pipeline's device and torch dtype name ('cpu', 'float32' for objects without them)."""
+    device = str(getattr(pipeline, "device", "cpu"))
+    dtype = str(getattr(pipeline, "dtype", "torch.float32")).removeprefix("torch.")
+    return device, dtype
 
 
 # Peak memory of the tensors alive during a prediction, per processed pixel, for the SD 2.1-sized

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .devices import pipeline_device_and_dtype
 from .errors import InputError, PrimeDepthError, WeightsNotFoundError
 from .eval.alignment import fit_scale_shift
 from .eval.baselines import DEPTH_ANYTHING_V2_LARGE_ID, DepthAnythingV2Adapter
@@ -213,12 +214,5 @@ def ensemble_pipeline(pipeline: Any, member: Any) -> EnsemblePipeline:
         name = getattr(member, "model_id", None) or getattr(member, "name", type(member).__name__)
         return EnsemblePipeline(pipeline, member, describe_ensemble(str(name)))
     source = ensemble_source(member)
-    device, dtype = _device_and_dtype(pipeline)
+    device, dtype = pipeline_device_and_dtype(pipeline)  # both models run side by side
     return EnsemblePipeline(pipeline, load_ensemble_member(source, device, dtype), describe_ensemble(source))
-
-
-def _device_and_dtype(pipeline: Any) -> tuple[str, str]:
-    """The pipeline's device and torch dtype name, so both models run side by side."""
-    device = str(getattr(pipeline, "device", "cpu"))
-    dtype = str(getattr(pipeline, "dtype", "torch.float32")).removeprefix("torch.")
-    return device, dtype

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import io
 from .constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
-from .devices import auto_batch_size, resolve_device, resolve_dtype
+from .devices import auto_batch_size, pipeline_device_and_dtype, resolve_device, resolve_dtype
 from .errors import InputError, PrimeDepthError
 
 __all__ = [
@@ -280,9 +280,7 @@ def _resolve_batch_size(options: JobOptions, pipeline: Any) -> int:
     if options.batch_size != "auto":
         return options.batch_size
     model = getattr(pipeline, "pipeline", pipeline)  # an ensemble sizes by its PrimeDepth pipeline
-    device = str(getattr(model, "device", "cpu"))
-    dtype = str(getattr(model, "dtype", "float32")).removeprefix("torch.")
-    return auto_batch_size(device, dtype, options.max_size)
+    return auto_batch_size(*pipeline_device_and_dtype(model), options.max_size)
 
 
 def _groups(items: Iterable[io.InputItem], batch_size: int) -> Iterator[list[io.InputItem]]:
