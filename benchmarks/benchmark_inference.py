@@ -316,7 +316,7 @@ def _stages(pipeline, inputs, dtype, device, repeats, warmup, text_encoder=None)
     out: dict[str, float] = {}
     with torch.no_grad():
         if text_encoder is not None:
-            tokens = torch.zeros(pixels.shape[0], 77, dtype=torch.long, device=device)
+            tokens = torch.zeros(context.shape[:2], dtype=torch.long, device=device)  # one id per context position
             out["text_encode"], _ = time_call(lambda: text_encoder(tokens).last_hidden_state, device, repeats, warmup)
         out["vae_encode"], latents = time_call(lambda: encode_latents(vae, pixels, inputs["posterior_noise"]), device, repeats, warmup)
         noisy = add_step_noise(pipeline.scheduler, latents.to(dtype), inputs["step_noise"])
