@@ -1,4 +1,4 @@
-"""Shared test setup: offline hub, one thread, paths to the shared official fixtures."""
+"""Shared test setup: offline hub, one thread, the shared official fixtures (see `fixtures`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-OFFICIAL_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "official"
+from .fixtures import OFFICIAL_FIXTURES, require_fixture  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def official_fixtures() -> Path:
-    if not OFFICIAL_FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {OFFICIAL_FIXTURES}")
-    return OFFICIAL_FIXTURES
+    return require_fixture(OFFICIAL_FIXTURES)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from primedepth.convert import load_official_config, load_official_state_dict
 
-from .conftest import OFFICIAL_FIXTURES
+from .fixtures import OFFICIAL_FIXTURES, require_fixture
 
 TINY = OFFICIAL_FIXTURES / "tiny"
 FULL = OFFICIAL_FIXTURES / "full"
@@ -55,7 +55,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, stage: str, label
 
 def load_cases(path: Path, case: str) -> dict[str, torch.Tensor]:
     prefix = f"{case}."
-    return {k.removeprefix(prefix): v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
+    return {k.removeprefix(prefix): v for k, v in load_file(str(require_fixture(path))).items() if k.startswith(prefix)}
 
 
 def by_key(key: str, shape: tuple[int, ...], salt: str = "") -> torch.Tensor:
@@ -79,7 +79,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def full_size_keys(prefixes: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     """Keys and shapes of the full-size official state dict (weights-check.tsv) under prefixes."""
     keys = {}
-    for line in (FULL / "weights-check.tsv").read_text().splitlines():
+    for line in require_fixture(FULL / "weights-check.tsv").read_text().splitlines():
         fields = line.split("\t")
         if len(fields) >= 2 and fields[0].startswith(prefixes):
             keys[fields[0]] = parse_shape(fields[1])
@@ -91,8 +91,8 @@ def full_size_state_dict(prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
 
 
 def tiny_state_dict() -> dict[str, torch.Tensor]:
-    return load_official_state_dict(TINY / "official-tiny.ckpt")
+    return load_official_state_dict(require_fixture(TINY / "official-tiny.ckpt"))
 
 
 def tiny_config() -> dict:
-    return load_official_config(TINY / "config.yaml")
+    return load_official_config(require_fixture(TINY / "config.yaml"))

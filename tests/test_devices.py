@@ -5,31 +5,34 @@ from __future__ import annotations
 import pytest
 import torch
 
-from primedepth.devices import AUTO_BATCH_LIMIT, auto_batch_size, canonical_dtype, resolve_device, resolve_dtype, short_dtype, torch_dtype
+from primedepth.devices import AUTO_BATCH_LIMIT, auto_batch_size, dtype_label, parse_device, parse_dtype
 from primedepth.errors import InputError
 
 
 @pytest.mark.parametrize("name,torch_name,short", [("fp32", "float32", "fp32"), ("bfloat16", "bfloat16", "bf16"), ("fp16", "float16", "fp16")])
-def test_precision_aliases(name, torch_name, short):
-    assert canonical_dtype(name) == torch_name and short_dtype(name) == short
-    assert torch_dtype(name) is getattr(torch, torch_name)
+def test_precision_names_are_parsed_once_into_torch_dtypes(name, torch_name, short):
+    dtype = parse_dtype(name)
+    assert dtype is getattr(torch, torch_name) and parse_dtype(dtype) is dtype
+    assert dtype_label(dtype) == short
 
 
 def test_unknown_names_and_fp16_on_cpu_are_refused():
     with pytest.raises(InputError, match="unknown dtype"):
-        canonical_dtype("int8")
+        parse_dtype("int8")
+    with pytest.raises(InputError, match="unsupported dtype"):
+        parse_dtype(torch.int8)
     with pytest.raises(InputError, match="fp16 is for GPUs"):
-        resolve_dtype("fp16", "cpu")
-    assert resolve_dtype("bf16", "cpu") is torch.bfloat16
+        parse_dtype("fp16", "cpu")
+    assert parse_dtype("bf16", "cpu") is torch.bfloat16
     with pytest.raises(InputError, match="unknown device"):
-        resolve_device("tpu")
+        parse_device("tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_auto_device_on_a_cpu_machine():
-    assert resolve_device("auto") in ("cpu", "mps")
+    assert parse_device("auto").type in ("cpu", "mps")
     with pytest.raises(InputError, match="no CUDA GPU"):
-        resolve_device("cuda:0")
+        parse_device("cuda:0")
 
 
 GIB = 2**30

@@ -10,7 +10,7 @@ import torch
 from primedepth import PrimeDepthPipeline
 from primedepth.convert import convert_state_dict
 from primedepth.errors import InputError
-from primedepth.preimage import DecoderStep, encode_latents, iter_decoder_steps, timestep_embedding
+from primedepth.model.preimage import DecoderStep, encode_latents, iter_decoder_steps, timestep_embedding
 from primedepth.processing import processed_size
 from primedepth.testing import tiny_pipeline, tiny_prompt_embeds
 
@@ -181,7 +181,7 @@ def test_half_precision_stages_stay_within_rounding_of_the_official_fp32(dtype):
     because case a's deepest level is 1x1, where GroupNorm over two values magnifies any
     rounding (bf16 there: 21%).
     """
-    pipeline = _in_dtype(convert_state_dict(tiny_state_dict(), tiny_config()), dtype)
+    pipeline = _in_dtype(PrimeDepthPipeline(**convert_state_dict(tiny_state_dict(), tiny_config())), dtype)
     case = load_cases(TINY / "cases.safetensors", "b")
     tolerance = HALF_PRECISION_STAGE_TOLERANCE[dtype]
     errors: dict[str, float] = {}
@@ -209,20 +209,33 @@ def test_half_precision_stages_stay_within_rounding_of_the_official_fp32(dtype):
     assert np.isfinite(out.depth[0]).all() and np.isfinite(out.segmentation[0]).all()
 
 
-def test_model_cpu_offload_moves_the_unet_for_the_preimage_walk(context):
-    """Offload hooks fire on `forward`; the walk never calls `unet.forward`, so it onloads by hand."""
+def test_model_cpu_offload_places_each_stage_while_it_runs(context):
+    """Offload keeps every model in CPU memory and moves a stage's models in only while it runs
+    (the walk calls the UNet's blocks, so hooks on `unet.forward` could not see it)."""
     image = _image(64, 64)
-    expected = tiny_pipeline()(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
+    expected = tiny_pipeline()(image, prompt="a room", generator=_seeded(0)).depth[0]
     pipeline = tiny_pipeline()
-    pipeline.enable_model_cpu_offload(device="cpu")  # the hooks' mechanics work on any device
-    calls = []
-    hook = pipeline.unet._hf_hook
-    original = hook.pre_forward
-    hook.pre_forward = lambda module, *args, **kwargs: calls.append(module) or original(module, *args, **kwargs)
-    got = pipeline(image, prompt_embeds=context, generator=_seeded(0)).depth[0]
-    assert calls and calls[0] is pipeline.unet
-    assert not hasattr(pipeline.refiner, "_hf_hook")  # kept on the device with the UNet
+    pipeline.enable_model_cpu_offload(device="cpu")  # the mechanics are the same on any device
+    moves = []
+    for name in ("text_encoder", "vae", "unet", "refiner", "depth_head"):
+        module = getattr(pipeline, name)
+        original = module.to
+        module.to = lambda *args, name=name, original=original, **kwargs: moves.append(name) or original(*args, **kwargs)
+    got = pipeline(image, prompt="a room", generator=_seeded(0)).depth[0]
+    # Each stage's models are moved in, then back out: text encoder; VAE; UNet + refiner + head.
+    assert moves == ["text_encoder"] * 2 + ["vae"] * 2 + ["unet", "refiner", "depth_head"] * 2
+    assert pipeline._execution_device == torch.device("cpu")
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_components_given_to_the_pipeline_are_not_changed(context):
+    """A VAE or UNet shared with a Stable Diffusion pipeline keeps its eps and attention processors."""
+    pipeline = tiny_pipeline()
+    processors = dict(pipeline.unet.attn_processors)
+    eps = [m.eps for m in pipeline.vae.encoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    pipeline(_image(64, 64), prompt_embeds=context, generator=_seeded(0))
+    assert pipeline.unet.attn_processors == processors
+    assert [m.eps for m in pipeline.vae.encoder.modules() if isinstance(m, torch.nn.GroupNorm)] == eps
 
 
 def test_depth_path_on_the_device_text_encoder_and_segmentation_streamed(context):

@@ -7,7 +7,8 @@ import pytest
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
 from primedepth.errors import InputError, WeightsNotFoundError
-from primedepth.weights import resolve_model_folder
+from primedepth import weights
+from primedepth.weights import WeightsSource, resolve_source
 
 from .official import TINY, assert_close, load_cases
 
@@ -41,9 +42,9 @@ def test_offline_hub_gives_one_clear_error():
 
 def test_missing_paths_and_non_model_folders(tmp_path):
     with pytest.raises(InputError, match="model not found"):
-        resolve_model_folder(tmp_path / "missing.ckpt")
+        resolve_source(tmp_path / "missing.ckpt")
     with pytest.raises(InputError, match="not a PrimeDepth model folder"):
-        resolve_model_folder(tmp_path)
+        resolve_source(tmp_path)
 
 
 def test_download_command_offline_exits_non_zero_with_message(capsys):
@@ -58,17 +59,20 @@ class _FakeHub:
         self.files, self.snapshot, self.checkpoint, self.downloads = files, snapshot, checkpoint, []
 
     def install(self, monkeypatch):
-        import huggingface_hub
-
         hub = self
-        monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, revision=None: hub.files)
-        monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, revision=None: str(hub.snapshot))
 
-        def download(repo_id, filename, revision=None):
+        class Api:
+            def list_repo_files(self, repo_id, revision=None):
+                return hub.files
+
+        def download(repo_id, filename, revision=None, cache_dir=None):
             hub.downloads.append(filename)
             return str(hub.checkpoint)
 
-        monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+        monkeypatch.setattr(weights.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(weights, "HfApi", Api)
+        monkeypatch.setattr(weights, "snapshot_download", lambda repo_id, revision=None, cache_dir=None: str(hub.snapshot))
+        monkeypatch.setattr(weights, "hf_hub_download", download)
 
 
 def test_hub_repo_in_diffusers_format_is_used_as_it_is(tmp_path, monkeypatch):
@@ -76,25 +80,20 @@ def test_hub_repo_in_diffusers_format_is_used_as_it_is(tmp_path, monkeypatch):
 
     folder = save_tiny_model(tmp_path / "snapshot")
     _FakeHub(["model_index.json", "unet/config.json"], snapshot=folder).install(monkeypatch)
-    assert resolve_model_folder("someone/primedepth-diffusers") == folder
+    assert resolve_source("someone/primedepth-diffusers") == WeightsSource(folder)
     assert PrimeDepthPipeline.from_pretrained("someone/primedepth-diffusers").config.default_prompt == ""
 
 
-def test_hub_checkpoint_is_downloaded_and_converted_once(private_cache, monkeypatch):
-    import primedepth.convert
-
-    hub = _FakeHub(["README.md", "PrimeDepth.ckpt"], checkpoint=TINY / "official-tiny.ckpt")
+def test_hub_checkpoint_is_downloaded_and_converted_once(private_cache, monkeypatch, capsys):
+    hub = _FakeHub(["README.md", "model.safetensors", "PrimeDepth.ckpt"], checkpoint=TINY / "official-tiny.ckpt")
     hub.install(monkeypatch)
-    converted = []
-
-    def fake_convert(checkpoint, output_dir, **kwargs):
-        converted.append(checkpoint)
-        (output_dir / "model_index.json").parent.mkdir(parents=True, exist_ok=True)
-        (output_dir / "model_index.json").write_text("{}")
-        return output_dir
-
-    monkeypatch.setattr(primedepth.convert, "convert_checkpoint", fake_convert)
-    first = resolve_model_folder("CVL-Heidelberg/PrimeDepth")
-    again = resolve_model_folder("CVL-Heidelberg/PrimeDepth")
-    assert first == again == private_cache / "hub" / "CVL-Heidelberg--PrimeDepth"
-    assert hub.downloads == ["PrimeDepth.ckpt"] and converted == [str(TINY / "official-tiny.ckpt")]
+    converted = private_cache / "hub" / "CVL-Heidelberg--PrimeDepth"
+    assert resolve_source("CVL-Heidelberg/PrimeDepth") == WeightsSource(converted, TINY / "official-tiny.ckpt")
+    assert hub.downloads == ["PrimeDepth.ckpt"]  # the .ckpt, not the other weights file
+    folder = PrimeDepthPipeline.local_model_folder(
+        "CVL-Heidelberg/PrimeDepth", original_config=TINY / "config.yaml", text_encoder_from_hub=False
+    )
+    assert folder == converted and "converting" in capsys.readouterr().out
+    assert resolve_source("CVL-Heidelberg/PrimeDepth") == WeightsSource(folder)  # converted: no download
+    assert len(hub.downloads) == 2
+    assert (folder / "LICENSE-MODEL.md").is_file()

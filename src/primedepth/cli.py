@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         "from one Stable Diffusion step.",
     )
     parser.add_argument("--version", action="version", version=f"primedepth {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show the libraries' own progress bars and messages (model loading)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _command_modules():
         importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
@@ -40,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    if not args.verbose:
+        from .loading import quiet_library_progress  # lazy: start-up speed (--help imports no torch)
+
+        quiet_library_progress()
     try:
         return int(args.handler(args) or 0)
     except PrimeDepthError as error:

@@ -10,8 +10,8 @@ from typing import Any
 from .errors import InputError
 
 __all__ = [
-    "DEVICE_CHOICES", "DTYPE_CHOICES", "AUTO_BATCH_LIMIT", "auto_batch_size", "canonical_dtype", "short_dtype",
-    "torch_dtype", "resolve_device", "resolve_dtype", "pipeline_device_and_dtype",
+    "DEVICE_CHOICES", "DTYPE_CHOICES", "AUTO_BATCH_LIMIT", "auto_batch_size", "parse_dtype", "parse_device",
+    "dtype_label", "pipeline_device_and_dtype", "dtype_kwargs",
 ]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -22,56 +22,57 @@ _DTYPE_NAMES = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
     "fp16": "float16", "float16": "float16",
 }
-_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+_LABELS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
-def canonical_dtype(name: str) -> str:
-    """'fp32'/'float32'/... -> torch's name ('float32', 'bfloat16', 'float16')."""
-    if name not in _DTYPE_NAMES:
-        raise InputError(f"unknown dtype {name!r}; use one of {', '.join(DTYPE_CHOICES)}")
-    return _DTYPE_NAMES[name]
+def parse_dtype(value: Any, device: Any = None) -> Any:
+    """A precision name ('fp32', 'bfloat16', ...) or torch.dtype -> torch.dtype, parsed once at
+    the edge (CLI, config, API argument). With `device`, fp16 on the CPU is refused."""
+    import torch  # lazy: start-up speed (the CLI's --help must not import torch)
+
+    if isinstance(value, torch.dtype):
+        dtype = value
+    elif isinstance(value, str) and value in _DTYPE_NAMES:
+        dtype = getattr(torch, _DTYPE_NAMES[value])
+    else:
+        raise InputError(f"unknown dtype {value!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    if str(dtype).removeprefix("torch.") not in _LABELS:
+        raise InputError(f"unsupported dtype {dtype}; use one of {', '.join(DTYPE_CHOICES)}")
+    if dtype == torch.float16 and device is not None and torch.device(device).type == "cpu":
+        raise InputError("fp16 is for GPUs; on the CPU use --dtype fp32 or bf16")
+    return dtype
 
 
-def short_dtype(name: str) -> str:
-    """Any accepted precision name -> 'fp32' / 'bf16' / 'fp16'."""
-    return _SHORT[canonical_dtype(name)]
+def dtype_label(dtype: Any) -> str:
+    """torch.dtype -> 'fp32' / 'bf16' / 'fp16', for reports and metadata only."""
+    return _LABELS[str(dtype).removeprefix("torch.")]
 
 
-def torch_dtype(name: str) -> Any:
-    import torch
+def parse_device(name: Any) -> Any:
+    """'auto' -> the best available device; an explicit one is checked to exist. -> torch.device"""
+    import torch  # lazy: start-up speed
 
-    return getattr(torch, canonical_dtype(name))
-
-
-def resolve_device(name: str) -> str:
-    """Turn 'auto' into the best available device and check that an explicit one exists."""
-    import torch
-
+    if isinstance(name, torch.device):
+        name = str(name)
     kind = name.split(":")[0]
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if kind == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if kind not in DEVICE_CHOICES:
+        raise InputError(f"unknown device '{name}'; use one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
     if kind == "cuda" and not cuda:
         raise InputError(f"device '{name}' asked for, but torch sees no CUDA GPU")
     if kind == "mps" and not mps:
         raise InputError(f"device '{name}' asked for, but Apple MPS is not available")
-    if kind not in DEVICE_CHOICES:
-        raise InputError(f"unknown device '{name}'; use one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
-    return name
+    return torch.device(name)
 
 
-def resolve_dtype(name: str, device: str) -> Any:
-    """The torch dtype for a precision name on `device`, refusing fp16 on the CPU."""
-    if canonical_dtype(name) == "float16" and device.startswith("cpu"):
-        raise InputError("fp16 is for GPUs; on the CPU use --dtype fp32 or bf16")
-    return torch_dtype(name)
+def pipeline_device_and_dtype(pipeline: Any) -> tuple[Any, Any]:
+    """A loaded pipeline's execution device and dtype (torch.device, torch.dtype)."""
+    import torch  # lazy: start-up speed
 
-
-def pipeline_device_and_dtype(pipeline: Any) -> tuple[str, str]:
-    """A loaded pipeline's device and torch dtype name ('cpu', 'float32' for objects without them)."""
-    device = str(getattr(pipeline, "device", "cpu"))
-    dtype = str(getattr(pipeline, "dtype", "torch.float32")).removeprefix("torch.")
-    return device, dtype
+    device = getattr(pipeline, "_execution_device", None) or getattr(pipeline, "device", "cpu")
+    return torch.device(device), getattr(pipeline, "dtype", torch.float32)
 
 
 # Peak memory of the tensors alive during a prediction, per processed pixel, for the SD 2.1-sized
@@ -86,7 +87,7 @@ AUTO_BATCH_LIMIT = 8  # beyond this a GPU is saturated; more only risks memory
 AUTO_BATCH_MEMORY_SHARE = 0.7  # of the free memory: room for the allocator, cuDNN and the ensemble
 
 
-def auto_batch_size(device: str, dtype_name: str, max_side: int, free_bytes: int | None = None) -> int:
+def auto_batch_size(device: Any, dtype: Any, max_side: int, free_bytes: int | None = None) -> int:
     """Images per forward pass for `--batch-size auto`.
 
     On the CPU (and MPS) 1: convolutions already use every core, so batching adds memory, not
@@ -94,15 +95,25 @@ def auto_batch_size(device: str, dtype_name: str, max_side: int, free_bytes: int
     processed size) as fit in 70% of the free memory next to one full-resolution chunk, between
     1 and AUTO_BATCH_LIMIT; an estimate only, a batch that still runs out of memory is split.
     """
-    if not device.startswith("cuda"):
+    import torch  # lazy: start-up speed
+
+    device = torch.device(device)
+    if device.type != "cuda":
         return 1
     if free_bytes is None:
-        import torch
-
-        free_bytes = torch.cuda.mem_get_info(torch.device(device))[0]
-    scale = 2 if canonical_dtype(dtype_name) == "float32" else 1
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    scale = 2 if parse_dtype(dtype) == torch.float32 else 1
     pixels = max_side * max_side
     full_resolution = FULL_RESOLUTION_BYTES_PER_PIXEL * scale * max(pixels, FULL_RESOLUTION_CHUNK_PIXELS)
     per_image = WALK_BYTES_PER_PIXEL * scale * pixels
     budget = free_bytes * AUTO_BATCH_MEMORY_SHARE - full_resolution
     return max(1, min(AUTO_BATCH_LIMIT, int(budget // per_image)))
+
+
+def dtype_kwargs(dtype: Any) -> dict[str, Any]:
+    """transformers' `from_pretrained` dtype argument: `torch_dtype` was renamed `dtype` in 4.56."""
+    import transformers  # lazy: start-up speed (the CLI's --help must not import transformers)
+    from packaging.version import Version
+
+    key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    return {key: dtype}

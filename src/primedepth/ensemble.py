@@ -7,22 +7,23 @@ least-squares scale and shift over the pixels where both are valid, and then ave
 
 The fit is the evaluation protocol's own (`primedepth.eval.alignment.fit_scale_shift`), so the
 ensemble users run on their images and the one the benchmark scores are the same computation.
-Two entry points use it: `EnsembleAdapter` (benchmark harness) and `EnsemblePipeline`, which
-`primedepth predict --ensemble` / `primedepth.predict(ensemble=...)` put around the pipeline.
+It is a post-step on depth maps: `DepthEnsemble.apply` (what `primedepth predict --ensemble` and
+`primedepth.predict(ensemble=...)` run after each prediction) and `EnsembleAdapter` (evaluation).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .devices import pipeline_device_and_dtype
-from .errors import InputError, PrimeDepthError, WeightsNotFoundError
+from .adapters import DEPTH_ANYTHING_V2_LARGE_ID, DepthAnythingV2Adapter
+from .errors import InputError
 from .eval.alignment import fit_scale_shift
-from .eval.baselines import DEPTH_ANYTHING_V2_LARGE_ID, DepthAnythingV2Adapter
+from .processing import ImageInput, to_rgb_uint8
 
 # Names accepted by `--ensemble`, with the weights each stands for.
 ENSEMBLE_MEMBERS: dict[str, str] = {"depth-anything-v2-large": DEPTH_ANYTHING_V2_LARGE_ID}
@@ -103,45 +104,23 @@ class EnsembleAdapter:
 # The ensemble for users' own images (primedepth predict --ensemble)
 
 
-class EnsemblePipeline:
-    """A PrimeDepth pipeline whose depth maps are the ensemble with a second disparity model.
+@dataclass
+class DepthEnsemble:
+    """The post-step that turns PrimeDepth's depth maps into the ensemble with `member`.
 
-    It is called exactly like the pipeline it wraps, so the prediction job writes every output
-    (PNG, npy, colour, video) from the ensemble without knowing about it. Segmentation and
+    `description` says what the maps then are (PNG metadata, job summary). Segmentation and
     prompts stay PrimeDepth's.
     """
 
-    def __init__(self, pipeline: Any, other: Any, description: str) -> None:
-        _check_disparity_adapter(other)
-        self.pipeline, self.other, self.description = pipeline, other, description
+    member: Any
+    description: str
 
-    @property
-    def segmentation_head(self) -> Any:
-        """The wrapped pipeline's head, so the job can still refuse segmentation without one."""
-        return getattr(self.pipeline, "segmentation_head", True)
+    def __post_init__(self) -> None:
+        _check_disparity_adapter(self.member)
 
-    def __call__(self, image: Any, **kwargs: Any) -> Any:
-        """Run the pipeline, then replace each depth map by its ensemble with the other model."""
-        from .processing import as_image_list
-
-        images = as_image_list(image)
-        output = self.pipeline(images, **kwargs)
-        output.depth = [
-            ensemble_disparity(depth, self.other(rgb_uint8(item)))
-            for depth, item in zip(output.depth, images)
-        ]
-        return output
-
-
-def rgb_uint8(image: Any) -> np.ndarray:
-    """Any image the pipeline accepts as the (H, W, 3) uint8 array adapters take.
-
-    The pipeline's own validation is reused, so an image is accepted by both models or by none.
-    """
-    from .processing import to_rgb_float
-
-    rgb, _ = to_rgb_float(image)
-    return np.round(rgb * 255.0).astype(np.uint8)
+    def apply(self, depth: np.ndarray, image: ImageInput) -> np.ndarray:
+        """PrimeDepth's `depth` for `image` -> the ensemble's, in PrimeDepth's frame (float32)."""
+        return ensemble_disparity(depth, self.member(to_rgb_uint8(image)))
 
 
 def ensemble_source(member: str | os.PathLike[str]) -> str:
@@ -158,61 +137,25 @@ def describe_ensemble(source: str) -> str:
     )
 
 
-def load_ensemble_member(source: str, device: str, dtype: str) -> DepthAnythingV2Adapter:
-    """Depth Anything V2 from a hub id or a local folder, loaded now so a missing model fails once.
+def _looks_like_hub_id(source: str) -> bool:
+    """'owner/name' with no path prefix: what the hub accepts as a repository id."""
+    return source.count("/") == 1 and not source.startswith((".", "/", "~")) and all(source.split("/"))
 
-    `dtype` is a torch dtype name (float32, bfloat16, float16), normally the pipeline's.
-    """
-    is_folder = Path(source).is_dir()
-    if not is_folder and not _looks_like_hub_id(source):
+
+def load_ensemble(member: Any, device: Any, dtype: Any) -> DepthEnsemble:
+    """The ensemble with `member`: a name of `ENSEMBLE_MEMBERS`, a Depth Anything V2 hub id or
+    model folder (loaded now, on `device` in `dtype`, so a missing model fails once), or an
+    already loaded disparity adapter."""
+    if not isinstance(member, (str, os.PathLike)):
+        name = getattr(member, "model_id", None) or getattr(member, "name", type(member).__name__)
+        return DepthEnsemble(member, describe_ensemble(str(name)))
+    source = ensemble_source(member)
+    if not Path(source).is_dir() and not _looks_like_hub_id(source):
         raise InputError(
             f"ensemble model not found: {source} is neither a folder nor a hub repository id "
             f"(ensemble names: {', '.join(ENSEMBLE_MEMBERS)})"
         )
     adapter = DepthAnythingV2Adapter(model_id=source, device=device, dtype=dtype,
                                      name=Path(source.rstrip("/")).name or source)
-    try:
-        adapter.load()
-    except Exception as error:  # noqa: BLE001 - offline, missing, HTTP, bad files: all end here
-        # transformers' messages go on with generic advice; their first sentence is the reason
-        reason = f"{type(error).__name__}: {error}".splitlines()[0].split(". ")[0]
-        if is_folder:
-            raise PrimeDepthError(
-                f"cannot load the Depth Anything V2 model folder {source} for the ensemble ({reason})"
-            ) from error
-        raise WeightsNotFoundError(_unavailable_message(source, reason)) from error
-    return adapter
-
-
-def _looks_like_hub_id(source: str) -> bool:
-    """'owner/name' with no path prefix: what the hub accepts as a repository id."""
-    return source.count("/") == 1 and not source.startswith((".", "/", "~")) and all(source.split("/"))
-
-
-def _unavailable_message(source: str, reason: str) -> str:
-    """What was looked for and how to get it, for a member that is neither local nor downloadable."""
-    from huggingface_hub import constants
-
-    known = ", ".join(ENSEMBLE_MEMBERS)
-    return (
-        f"could not get the Depth Anything V2 weights '{source}' for the ensemble ({reason}). "
-        f"Looked for a local model folder '{source}' and for the hub repository in the Hugging Face "
-        f"cache {constants.HF_HUB_CACHE}. To fix: connect to the internet and unset HF_HUB_OFFLINE "
-        f"(the weights are downloaded once, then cached), or run `hf download {source}` where you "
-        "are online and copy the cache, or pass a local model folder with --ensemble-model PATH "
-        f"(Python: ensemble=PATH). Known ensemble names: {known}."
-    )
-
-
-def ensemble_pipeline(pipeline: Any, member: Any) -> EnsemblePipeline:
-    """Wrap a loaded PrimeDepth pipeline into the ensemble with `member`.
-
-    `member`: a name of `ENSEMBLE_MEMBERS`, a Depth Anything V2 hub id or model folder (loaded
-    on the pipeline's device and in its dtype), or an already loaded disparity adapter.
-    """
-    if not isinstance(member, (str, os.PathLike)):
-        name = getattr(member, "model_id", None) or getattr(member, "name", type(member).__name__)
-        return EnsemblePipeline(pipeline, member, describe_ensemble(str(name)))
-    source = ensemble_source(member)
-    device, dtype = pipeline_device_and_dtype(pipeline)  # both models run side by side
-    return EnsemblePipeline(pipeline, load_ensemble_member(source, device, dtype), describe_ensemble(source))
+    adapter.load()
+    return DepthEnsemble(adapter, describe_ensemble(source))

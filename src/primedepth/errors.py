@@ -17,3 +17,34 @@ class WeightsNotFoundError(PrimeDepthError, FileNotFoundError):
     """Model weights could not be found locally and could not be downloaded."""
 
     exit_code = 3
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error, prefixed with its type: a reason short enough for one message."""
+    if isinstance(error, str):
+        return error.splitlines()[0] if error else "no details"
+    text = str(error).splitlines()[0] if str(error) else "no details"
+    return f"{type(error).__name__}: {text}"
+
+
+def weights_unavailable(
+    what: str,
+    source: str,
+    error: BaseException | str,
+    download: str | None = None,
+    looked_in: str | None = None,
+    alternatives: str = "pass a local folder instead",
+) -> WeightsNotFoundError:
+    """The one message for weights that are neither local nor downloadable.
+
+    It says what was looked for and why it failed, where it was looked for, and how to provide it:
+    go online (downloads are cached), download ahead of time (`download`, default
+    `hf download SOURCE`) and copy the cache, or use the `alternatives`.
+    """
+    where = f" Looked in {looked_in}." if looked_in else ""
+    command = download or f"hf download {source}"
+    return WeightsNotFoundError(
+        f"could not get the {what} '{source}' ({first_line(error)}).{where} To fix: connect to the internet "
+        "and unset HF_HUB_OFFLINE (downloads are cached; with HF_HUB_OFFLINE=1 only the cache is read), "
+        f"or run `{command}` where you are online and copy the Hugging Face cache, or {alternatives}."
+    )

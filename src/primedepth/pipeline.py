@@ -11,25 +11,32 @@ batch gives each image the same result as running the images one by one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from accelerate import cpu_offload
 from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .attention_maps import install_attention_map_processors
-from .constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE, VAE_ENCODER_NORM_EPS
+from .constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID, VAE_DOWNSAMPLE, VAE_ENCODER_NORM_EPS
+from .convert.checkpoint import MODEL_LICENCE_FILE, MODEL_LICENCE_NOTICE, convert_checkpoint_file
 from .devices import FULL_RESOLUTION_CHUNK_PIXELS
 from .errors import InputError
-from .heads import LabelHead, set_group_norm_eps
-from .preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
-from .processing import ImageInput, PreparedImage, as_image_list, prepare_image, restore_size
-from .refiner import PrimeDepthRefiner
-from .text import PromptEncoder
+from .io.atomic import atomic_directory
+from .model.forward import LatentNoise, RawPrediction, draw_noise, forward, latent_shape
+from .model.heads import LabelHead
+from .model.refiner import PrimeDepthRefiner
+from .processing import ImageInput, PreparedImage, PrimeDepthImageProcessor, as_image_list
+from .text.captioning import Blip2Captioner
+from .text.encoder import PromptEncoder
+from .weights import resolve_source
 
 # `prompt` value that captions each image with BLIP-2 first, as the official inference does.
 AUTO_PROMPT = "auto"
@@ -41,33 +48,36 @@ Generator = torch.Generator | Sequence[torch.Generator] | None
 
 @dataclass
 class PrimeDepthOutput(BaseOutput):
-    """Per input image: `depth` (H, W) float32 inverse depth up to scale and shift (larger =
-    closer), `segmentation` (C, H, W) float32 logits when asked, and the `prompts` used."""
+    """Per input image: `depth` (H, W) inverse depth up to scale and shift (larger = closer),
+    `segmentation` (C, H, W) float32 logits when asked, and the `prompts` used.
 
-    depth: list[np.ndarray]
-    segmentation: list[np.ndarray] | None = None
+    `depth` is float32 numpy (output_type "np"), torch (output_type "pt"), or 16-bit PIL images of
+    the min-max normalised depth (output_type "pil"; `image_processor` recovers nothing of the
+    range: use "np" to keep values).
+    """
+
+    depth: list[Any]
+    segmentation: list[Any] | None = None
     prompts: list[str] | None = None
 
 
-@dataclass
-class RawPrediction:
-    """Head outputs at the processed size: depth (B, 3, 8h, 8w), segmentation (B, C, 8h, 8w)."""
-
-    depth: torch.Tensor
-    segmentation: torch.Tensor | None
+OUTPUT_TYPES = ("np", "pt", "pil")
 
 
 class PrimeDepthPipeline(DiffusionPipeline):
     """PrimeDepth (Zavadski, Kalšan, Rother, ACCV 2024) on diffusers components.
 
     Components: `vae` and `unet` (frozen Stable Diffusion 2.1), `refiner` and `depth_head`
-    (trained), optional `segmentation_head`, `scheduler` (the SD noise schedule, for t = 1).
+    (trained), optional `segmentation_head`, `scheduler` (the SD noise schedule, for t = 1),
+    optional `text_encoder` and `tokenizer` (OpenCLIP ViT-H/14, all layers).
+
+    Components are used as given, never changed: during a call the VAE encoder's GroupNorms use
+    the official eps (`vae_encoder_norm_eps`, saved in the model's config) and the UNet's attention
+    layers a map-recording processor; both are put back when the call ends, so a VAE or UNet shared
+    with a Stable Diffusion pipeline keeps its behaviour.
     """
 
-    # Under `enable_model_cpu_offload` the refiner stays on the device: it consumes the UNet walk
-    # step by step, so both must be there together (the UNet is moved in by `_onload`).
-    model_cpu_offload_seq = "text_encoder->vae->unet->depth_head->segmentation_head"
-    _exclude_from_cpu_offload = ["refiner"]
+    model_cpu_offload_seq = "text_encoder->vae->unet->refiner->depth_head->segmentation_head"
     _optional_components = ["segmentation_head", "text_encoder", "tokenizer"]
     # The full-resolution stages (VAE encoder, heads) hold the memory peak: about 3x the UNet walk's
     # per image. They run in chunks of at most this many pixels (one largest image), so a batch's
@@ -85,6 +95,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
         text_encoder: CLIPTextModel | None = None,
         tokenizer: CLIPTokenizer | None = None,
         default_prompt: str = AUTO_PROMPT,
+        vae_encoder_norm_eps: float = VAE_ENCODER_NORM_EPS,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -97,27 +108,103 @@ class PrimeDepthPipeline(DiffusionPipeline):
             text_encoder=text_encoder,
             tokenizer=tokenizer,
         )
-        # How this model was trained to be prompted: "auto" (BLIP-2 captions, the official model)
-        # or a fixed text; used when a call passes neither `prompt` nor `prompt_embeds`.
-        self.register_to_config(default_prompt=default_prompt)
-        set_group_norm_eps(vae.encoder, VAE_ENCODER_NORM_EPS)  # official encoder eps, not SD's 1e-6
-        install_attention_map_processors(unet)
+        # `default_prompt`: how this model was trained to be prompted, "auto" (BLIP-2 captions, the
+        # official model) or a fixed text; used when a call passes neither prompt nor prompt_embeds.
+        # `vae_encoder_norm_eps`: the official code's encoder GroupNorm eps (SD's is 1e-6).
+        self.register_to_config(default_prompt=default_prompt, vae_encoder_norm_eps=vae_encoder_norm_eps)
+        self.image_processor = PrimeDepthImageProcessor()
         self._prompt_encoder: PromptEncoder | None = None
-        self._captioner = None
+        self._captioner: Any = None
+        self._placement_device: torch.device | None = None  # set by move_depth_path_to / offload
+        self._offload_device: torch.device | None = None
+
+    # ----------------------------------------------------------------------------- loading
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path=None, *, original_config=None, text_encoder_from_hub: bool = True, **kwargs):
-        """Load from a model folder, an official checkpoint (.ckpt, converted once and cached), or a
-        hub repository id (default: the official PrimeDepth weights, converted once and cached).
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | None = None,
+        *,
+        original_config: str | os.PathLike | None = None,
+        text_encoder_from_hub: bool = True,
+        **kwargs: Any,
+    ) -> PrimeDepthPipeline:
+        """Load a model folder or a hub repository (default: the official PrimeDepth weights).
 
-        `original_config`: official-format yaml for a checkpoint of another architecture.
-        `text_encoder_from_hub`: when converting a checkpoint, add the text encoder and tokenizer.
-        Other keyword arguments go to diffusers' `from_pretrained` (e.g. `torch_dtype`).
+        As diffusers' `from_pretrained`, with `revision`, `cache_dir`, `local_files_only` and
+        `torch_dtype`. A repository (or a local path) holding an official checkpoint instead of a
+        model folder is converted once into the cache (`primedepth.weights.cache_root`) and loaded
+        from there; `original_config` (an official yaml) and `text_encoder_from_hub` apply to that
+        conversion (see `from_single_file`).
         """
-        from .weights import resolve_model_folder
-
-        folder = resolve_model_folder(pretrained_model_name_or_path, original_config, text_encoder_from_hub)
+        folder = cls.local_model_folder(
+            pretrained_model_name_or_path,
+            original_config=original_config,
+            text_encoder_from_hub=text_encoder_from_hub,
+            revision=kwargs.pop("revision", None),
+            cache_dir=kwargs.pop("cache_dir", None),
+            local_files_only=bool(kwargs.get("local_files_only", False)),
+        )
         return super().from_pretrained(folder, **kwargs)
+
+    @classmethod
+    def local_model_folder(
+        cls,
+        source: str | os.PathLike | None = None,
+        *,
+        original_config: str | os.PathLike | None = None,
+        text_encoder_from_hub: bool = True,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+    ) -> Path:
+        """The local model folder of `source` (default: the official weights), downloading it
+        and converting an official checkpoint into the cache the first time."""
+        resolved = resolve_source(source or OFFICIAL_REPO_ID, original_config, text_encoder_from_hub,
+                                  revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        if resolved.needs_conversion:
+            print(f"primedepth: converting {resolved.checkpoint} once into {resolved.folder}")
+            pipeline = cls.from_single_file(resolved.checkpoint, original_config=original_config,
+                                            text_encoder=text_encoder_from_hub)
+            pipeline.save_model_folder(resolved.folder, overwrite=True)
+        return resolved.folder
+
+    @classmethod
+    def from_single_file(
+        cls,
+        checkpoint: str | os.PathLike,
+        *,
+        original_config: str | os.PathLike | None = None,
+        text_encoder: bool = True,
+        torch_dtype: torch.dtype | None = None,
+    ) -> PrimeDepthPipeline:
+        """Build the pipeline from an official checkpoint (.ckpt / .pt / .safetensors).
+
+        Read with `weights_only` (no pickled code runs). `original_config`: official-format yaml for
+        another architecture (default: the released one). `text_encoder`: add the text encoder and
+        tokenizer (from the checkpoint, else the public laion ViT-H/14 weights from the hub).
+        """
+        pipeline = cls(**convert_checkpoint_file(checkpoint, original_config, text_encoder))
+        if torch_dtype is not None:
+            for model in pipeline.components.values():
+                if isinstance(model, torch.nn.Module):
+                    model.to(dtype=torch_dtype)
+        return pipeline
+
+    def save_model_folder(self, target: str | os.PathLike, overwrite: bool = False) -> Path:
+        """`save_pretrained` into `target` atomically (a staging folder renamed into place), with
+        the Stable Diffusion weights' licence notice next to the weights."""
+        with atomic_directory(Path(target), overwrite=overwrite) as staging:
+            self.save_pretrained(staging, safe_serialization=True)
+            (staging / MODEL_LICENCE_FILE).write_text(MODEL_LICENCE_NOTICE, encoding="utf-8")
+        return Path(target)
+
+    # ----------------------------------------------------------------------------- placement
+
+    @property
+    def _execution_device(self) -> torch.device:
+        """Where computation happens: the placement's device, or diffusers' answer."""
+        return self._placement_device or super()._execution_device
 
     def enable_channels_last(self) -> None:
         """Keep the convolution-bound components (VAE, heads) channels-last (NHWC), the layout
@@ -131,20 +218,50 @@ class PrimeDepthPipeline(DiffusionPipeline):
     def move_depth_path_to(self, device: str | torch.device) -> None:
         """Put the depth path (VAE, UNet, refiner, depth head) on `device`, and keep the text
         encoder and the segmentation head in CPU memory, streamed to `device` layer by layer when
-        they run (once per new prompt; only when segmentation is asked for).
+        they run (accelerate's `cpu_offload`; once per new prompt, and only when segmentation is
+        asked for).
 
         What `primedepth predict` does on a GPU: it saves their 0.75 GiB (bf16) of GPU memory
-        at no cost per image for a fixed prompt. Needs accelerate; `.to()` undoes nothing
-        afterwards, reload the pipeline to change devices.
+        at no cost per image for a fixed prompt. Reload the pipeline to change devices afterwards.
         """
-        from accelerate import cpu_offload
-
+        device = torch.device(device)
         for module in (self.vae, self.unet, self.refiner, self.depth_head):
             module.to(device)
         for module in (self.text_encoder, self.segmentation_head):
             if module is not None:
-                cpu_offload(module.to("cpu"), execution_device=torch.device(device))
+                cpu_offload(module.to("cpu"), execution_device=device)
+        self._placement_device = device
         self._prompt_encoder = None  # its embeddings were made on the old device
+
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: str | torch.device = "cuda") -> None:
+        """Keep every model in CPU memory and move the models of each stage to `device` only while
+        that stage runs (text encoder; VAE encoder; UNet walk with refiner and heads): for small
+        GPUs, at the price of a weight transfer per batch.
+
+        Replaces diffusers' hook-based offload, which cannot see the preimage walk (it calls the
+        UNet's blocks, never `unet.forward`).
+        """
+        device = torch.device(device)
+        if gpu_id is not None:
+            device = torch.device(device.type, gpu_id)
+        self.to("cpu")
+        self._offload_device = self._placement_device = device
+        self._prompt_encoder = None
+
+    @contextmanager
+    def _placed(self, *modules: torch.nn.Module | None) -> Iterator[None]:
+        """Under model offload, `modules` sit on the device for the duration of the block."""
+        present = [m for m in modules if m is not None]
+        if self._offload_device is None:
+            yield
+            return
+        for module in present:
+            module.to(self._offload_device)
+        try:
+            yield
+        finally:
+            for module in present:
+                module.to("cpu")
 
     # ----------------------------------------------------------------------------- text
 
@@ -157,20 +274,24 @@ class PrimeDepthPipeline(DiffusionPipeline):
                 "checkpoint with its text encoder (primedepth convert)"
             )
         if self._prompt_encoder is None or self._prompt_encoder.text_encoder is not self.text_encoder:
-            self._prompt_encoder = PromptEncoder(self.text_encoder, self.tokenizer)
+            self._prompt_encoder = PromptEncoder(self.text_encoder, self.tokenizer,
+                                                 execution_device=self._placement_device)
         return self._prompt_encoder
 
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B, 77, D) contexts on the execution device, in the UNet's dtype."""
+        with self._placed(self.text_encoder):
+            return self.prompt_encoder.encode(list(prompts), device=self._execution_device, dtype=self.unet.dtype)
+
     @property
-    def captioner(self):
+    def captioner(self) -> Any:
         """The BLIP-2 captioner for `prompt="auto"`, created (not loaded) on first use."""
         if self._captioner is None:
-            from .captioning import Blip2Captioner
-
             self._captioner = Blip2Captioner(device=self._execution_device)
         return self._captioner
 
     @captioner.setter
-    def captioner(self, captioner) -> None:
+    def captioner(self, captioner: Any) -> None:
         """Use another captioner (any object with `caption(images) -> list[str]`)."""
         self._captioner = captioner
 
@@ -195,20 +316,15 @@ class PrimeDepthPipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------- raw model
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        return (1, self.vae.config.latent_channels, height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE)
+        """(1, channels, h, w) of one image's latent."""
+        return (1, *latent_shape(self.vae, height, width))
 
-    def draw_noise(self, sizes: Sequence[tuple[int, int]], generator: Generator = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(posterior_noise, step_noise) per image, drawn in input order, posterior first, in fp32."""
-        if isinstance(generator, Sequence) and len(generator) != len(sizes):
-            raise InputError(f"got {len(generator)} generators for {len(sizes)} images")
-        noises = []
-        for index, size in enumerate(sizes):
-            source = generator[index] if isinstance(generator, Sequence) else generator
-            shape = self.latent_shape(*size)
-            posterior = randn_tensor(shape, generator=source, device=self._execution_device, dtype=torch.float32)
-            step = randn_tensor(shape, generator=source, device=self._execution_device, dtype=torch.float32)
-            noises.append((posterior, step))
-        return noises
+    def draw_noise(self, sizes: Sequence[tuple[int, int]], generator: Generator = None) -> list[LatentNoise]:
+        """Noise per image, in input order, posterior first, in fp32 (`primedepth.model.draw_noise`)."""
+        try:
+            return draw_noise(self.vae, sizes, generator, self._execution_device)
+        except ValueError as error:
+            raise InputError(str(error)) from None
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         if not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
@@ -231,6 +347,19 @@ class PrimeDepthPipeline(DiffusionPipeline):
             raise InputError("prompt_embeds contain NaN or infinite values")
         return prompt_embeds.expand(batch, -1, -1)
 
+    def _batch_noise(self, pixel_values: torch.Tensor, posterior_noise, step_noise, generator) -> LatentNoise:
+        """The given noise, or noise drawn per image from `generator`, checked against the latent shape."""
+        batch = pixel_values.shape[0]
+        if posterior_noise is None or step_noise is None:
+            drawn = LatentNoise.cat(self.draw_noise([tuple(pixel_values.shape[-2:])] * batch, generator))
+            posterior_noise = drawn.posterior if posterior_noise is None else posterior_noise
+            step_noise = drawn.step if step_noise is None else step_noise
+        expected = (batch, *self.latent_shape(*pixel_values.shape[-2:])[1:])
+        for name, noise in (("posterior_noise", posterior_noise), ("step_noise", step_noise)):
+            if tuple(noise.shape) != expected:
+                raise InputError(f"{name} must have shape {expected}; got {tuple(noise.shape)}")
+        return LatentNoise(posterior_noise, step_noise)
+
     @torch.no_grad()
     def predict_raw(
         self,
@@ -243,36 +372,21 @@ class PrimeDepthPipeline(DiffusionPipeline):
     ) -> RawPrediction:
         """Head outputs for pixels (B, 3, H, W) in [-1, 1] at their own size (no resizing).
 
-        Noise not given is drawn from `generator` per image (posterior first).
+        Noise not given is drawn from `generator` per image (posterior first). The computation is
+        `primedepth.model.forward`, with this pipeline's placement and chunking.
         """
         self._check_pixel_values(pixel_values)
-        batch = pixel_values.shape[0]
         if output_segmentation and self.segmentation_head is None:
             raise InputError("this model has no segmentation head")
-        if posterior_noise is None or step_noise is None:
-            drawn = self.draw_noise([tuple(pixel_values.shape[-2:])] * batch, generator)
-            posterior_noise = torch.cat([p for p, _ in drawn]) if posterior_noise is None else posterior_noise
-            step_noise = torch.cat([s for _, s in drawn]) if step_noise is None else step_noise
-        expected = (batch, *self.latent_shape(*pixel_values.shape[-2:])[1:])
-        for name, noise in (("posterior_noise", posterior_noise), ("step_noise", step_noise)):
-            if tuple(noise.shape) != expected:
-                raise InputError(f"{name} must have shape {expected}; got {tuple(noise.shape)}")
-        device, dtype = self._execution_device, self.unet.dtype
-        context = self._check_prompt_embeds(prompt_embeds, batch).to(device, dtype)
-        chunk = self.full_resolution_chunk(*pixel_values.shape[-2:])
-        pixels, posterior_noise = pixel_values.to(device, self.vae.dtype), posterior_noise.to(device)
-        latents = torch.cat([
-            encode_latents(self.vae, part, noise) for part, noise in zip(pixels.split(chunk), posterior_noise.split(chunk))
-        ])
-        noisy = add_step_noise(self.scheduler, latents.to(dtype), step_noise.to(device))
-        _onload(self.unet)
-        temb = timestep_embedding(self.unet, noisy)
-        features = self.refiner(iter_decoder_steps(self.unet, noisy, temb, context), temb, context)
-        depth = torch.cat([self.depth_head(part) for part in features.split(chunk)])
-        segmentation = None
-        if output_segmentation:
-            segmentation = torch.cat([self.segmentation_head(part) for part in features.split(chunk)])
-        return RawPrediction(depth=depth, segmentation=segmentation)
+        noise = self._batch_noise(pixel_values, posterior_noise, step_noise, generator)
+        context = self._check_prompt_embeds(prompt_embeds, pixel_values.shape[0])
+        return forward(
+            self, pixel_values, context, noise,
+            segmentation=output_segmentation,
+            chunk=self.full_resolution_chunk(*pixel_values.shape[-2:]),
+            encoder_norm_eps=self.config.vae_encoder_norm_eps,
+            placement=self._placed,
+        )
 
     def full_resolution_chunk(self, height: int, width: int) -> int:
         """Images per call of the VAE encoder and the heads at this size (see `full_resolution_pixels`)."""
@@ -288,13 +402,24 @@ class PrimeDepthPipeline(DiffusionPipeline):
         size = batch_size or len(prepared)
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    def _explicit_noise(self, noise, count: int, name: str) -> list[torch.Tensor] | None:
-        if noise is None:
-            return None
-        items = list(noise) if isinstance(noise, (list, tuple)) else list(noise.split(1))
-        if len(items) != count:
-            raise InputError(f"{name}: got noise for {len(items)} images, expected {count}")
-        return [n if n.ndim == 4 else n[None] for n in items]
+    def _image_noise(self, prepared: list[PreparedImage], posterior_noise, step_noise, generator) -> list[LatentNoise]:
+        """One LatentNoise per image: given explicitly (a tensor or a list) or drawn per image."""
+        posterior = _split_noise(posterior_noise, len(prepared), "posterior_noise")
+        steps = _split_noise(step_noise, len(prepared), "step_noise")
+        if posterior is None or steps is None:
+            drawn = self.draw_noise([p.processed_size for p in prepared], generator)
+            posterior = posterior or [n.posterior for n in drawn]
+            steps = steps or [n.step for n in drawn]
+        return [LatentNoise(p, s) for p, s in zip(posterior, steps)]
+
+    def _contexts(self, images: list, prepared: list[PreparedImage], prompt, prompt_embeds) -> tuple[torch.Tensor, list[str] | None]:
+        """(B, tokens, D) conditioning and the prompts it came from (None for given embeddings)."""
+        if prompt_embeds is not None:
+            if prompt is not None:
+                raise InputError("pass either prompt or prompt_embeds, not both")
+            return self._check_prompt_embeds(prompt_embeds, len(prepared)), None
+        prompts = self._resolve_prompts(prompt, images, prepared)
+        return self._check_prompt_embeds(self.encode_prompts(prompts), len(prepared)), prompts
 
     @torch.no_grad()
     def __call__(
@@ -308,64 +433,56 @@ class PrimeDepthPipeline(DiffusionPipeline):
         max_size: int = DEFAULT_MAX_SIZE,
         batch_size: int | None = None,
         output_segmentation: bool = False,
-    ) -> PrimeDepthOutput:
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> PrimeDepthOutput | tuple:
         """Depth for one image or a batch (PIL images, HxWx3 arrays, 3xHxW tensors in [0, 1]).
 
         `prompt`: a text for all images, one per image, or "auto" to caption each image with
         BLIP-2 as the official inference does (default: the model's `default_prompt`; "" is the
-        fastest). `prompt_embeds`: (1 or B, 77, D) precomputed conditioning instead. `max_size`: longer side above which
-        images are downscaled (1024 as the official model). `batch_size`: images per forward
-        pass (default: all images of one size at once).
+        fastest). `prompt_embeds`: (1 or B, 77, D) precomputed conditioning instead. `max_size`:
+        longer side above which images are downscaled (1024 as the official model). `batch_size`:
+        images per forward pass (default: all images of one size at once). `output_type`: "np",
+        "pt" or "pil" (see `PrimeDepthOutput`). `return_dict=False` returns (depth, segmentation,
+        prompts).
         """
         if batch_size is not None and batch_size < 1:
             raise InputError("batch_size must be >= 1")
-        if max_size < VAE_DOWNSAMPLE:
-            raise InputError(f"max_size must be >= {VAE_DOWNSAMPLE}")
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         images = as_image_list(image)
-        prepared = [prepare_image(item, max_size) for item in images]
-        prompts = None
-        if prompt_embeds is None:
-            prompts = self._resolve_prompts(prompt, images, prepared)
-            prompt_embeds = self.prompt_encoder.encode(prompts, device=self._execution_device, dtype=self.unet.dtype)
-        elif prompt is not None:
-            raise InputError("pass either prompt or prompt_embeds, not both")
-        prompt_embeds = self._check_prompt_embeds(prompt_embeds, len(prepared))
-        posterior = self._explicit_noise(posterior_noise, len(prepared), "posterior_noise")
-        steps = self._explicit_noise(step_noise, len(prepared), "step_noise")
-        if posterior is None or steps is None:
-            drawn = self.draw_noise([p.processed_size for p in prepared], generator)
-            posterior = posterior or [p for p, _ in drawn]
-            steps = steps or [s for _, s in drawn]
-        depth: list[np.ndarray | None] = [None] * len(prepared)
-        segmentation: list[np.ndarray | None] = [None] * len(prepared)
+        prepared = [self.image_processor.preprocess(item, max_size) for item in images]
+        context, prompts = self._contexts(images, prepared, prompt, prompt_embeds)
+        noise = self._image_noise(prepared, posterior_noise, step_noise, generator)
+        depth: list[torch.Tensor | None] = [None] * len(prepared)
+        segmentation: list[torch.Tensor | None] = [None] * len(prepared)
         batches = self._batches(prepared, batch_size)
         for indices in self.progress_bar(batches) if len(batches) > 1 else batches:
             raw = self.predict_raw(
                 torch.cat([prepared[i].pixel_values for i in indices]),
-                prompt_embeds[indices],
-                posterior_noise=torch.cat([posterior[i] for i in indices]),
-                step_noise=torch.cat([steps[i] for i in indices]),
+                context[indices],
+                posterior_noise=torch.cat([noise[i].posterior for i in indices]),
+                step_noise=torch.cat([noise[i].step for i in indices]),
                 output_segmentation=output_segmentation,
             )
             for row, index in enumerate(indices):
-                item = prepared[index]
-                mean_depth = raw.depth[row : row + 1].float().mean(dim=1, keepdim=True)
-                depth[index] = restore_size(mean_depth, item.processed_size, item.input_size)[0, 0].cpu().numpy()
-                if raw.segmentation is not None:
-                    logits = raw.segmentation[row : row + 1].float()
-                    segmentation[index] = restore_size(logits, item.processed_size, item.input_size)[0].cpu().numpy()
-        return PrimeDepthOutput(depth=depth, segmentation=segmentation if output_segmentation else None, prompts=prompts)
+                depth[index], segmentation[index] = self.image_processor.postprocess(raw, row, prepared[index])
+        output = PrimeDepthOutput(
+            depth=self.image_processor.convert_depth(depth, output_type),
+            segmentation=self.image_processor.convert_labels(segmentation, output_type) if output_segmentation else None,
+            prompts=prompts,
+        )
+        return output if return_dict else (output.depth, output.segmentation, output.prompts)
 
 
-def _onload(module: torch.nn.Module) -> None:
-    """Under model CPU offload, bring `module` to the device as its forward hook would.
-
-    The preimage walk calls the UNet's blocks, never `unet.forward`, so the hook that
-    `enable_model_cpu_offload` puts on the forward must be triggered by hand.
-    """
-    hook = getattr(module, "_hf_hook", None)
-    if hook is not None:
-        hook.pre_forward(module)
+def _split_noise(noise: torch.Tensor | list[torch.Tensor] | None, count: int, name: str) -> list[torch.Tensor] | None:
+    """Explicit noise for `count` images as one (1, C, h, w) tensor per image."""
+    if noise is None:
+        return None
+    items = list(noise) if isinstance(noise, (list, tuple)) else list(noise.split(1))
+    if len(items) != count:
+        raise InputError(f"{name}: got noise for {len(items)} images, expected {count}")
+    return [n if n.ndim == 4 else n[None] for n in items]
 
 
 def _caption_source(image: ImageInput, prepared: PreparedImage) -> ImageInput:

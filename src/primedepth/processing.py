@@ -15,16 +15,19 @@ the input and stay pixel-aligned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from .constants import VAE_DOWNSAMPLE
+from .constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE
 from .errors import InputError
+from .io.outputs import DEFAULT_COLORMAP, colorize_depth, depth_to_png16, labels_to_image
 
-__all__ = ["ImageInput", "PreparedImage", "processed_size", "to_rgb_float", "prepare_image", "as_image_list", "restore_size"]
+__all__ = ["ImageInput", "PreparedImage", "processed_size", "to_rgb_float", "to_rgb_uint8", "prepare_image", "as_image_list", "restore_size",
+           "PrimeDepthImageProcessor"]
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -134,6 +137,13 @@ def to_rgb_float(image: ImageInput) -> tuple[np.ndarray, bool]:
     return _to_rgb_float(_to_hwc_array(image))
 
 
+def to_rgb_uint8(image: ImageInput) -> np.ndarray:
+    """Any accepted single image as (H, W, 3) uint8 RGB, for models that take 8-bit images (BLIP-2,
+    ensemble members); 8-bit inputs come back exactly, others rounded."""
+    rgb, _ = to_rgb_float(image)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
 def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tensor:
     """Antialiased bilinear resize to (h, w); PIL for 8-bit data (official), torch otherwise."""
     if is_8bit:
@@ -169,3 +179,50 @@ def restore_size(prediction: torch.Tensor, processed: tuple[int, int], target: t
     if tuple(prediction.shape[-2:]) != tuple(target):
         prediction = F.interpolate(prediction, size=target, mode="bilinear", align_corners=False)
     return prediction
+
+
+class PrimeDepthImageProcessor:
+    """Pre- and post-processing of `PrimeDepthPipeline` (`pipe.image_processor`), and turning
+    predictions into images, in the manner of diffusers' `MarigoldImageProcessor`."""
+
+    def preprocess(self, image: ImageInput, max_size: int = DEFAULT_MAX_SIZE) -> PreparedImage:
+        """One image -> model input (official pre-processing; see `prepare_image`)."""
+        if max_size < MIN_IMAGE_SIDE:
+            raise InputError(f"max_size must be >= {MIN_IMAGE_SIDE}")
+        return prepare_image(image, max_size)
+
+    def postprocess(self, raw: Any, row: int, prepared: PreparedImage) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Row `row` of a raw prediction at the input size: depth (H, W) as the mean of the depth
+        head's 3 channels, segmentation logits (C, H, W) or None; float32 on the CPU."""
+        mean_depth = raw.depth[row : row + 1].float().mean(dim=1, keepdim=True)
+        depth = restore_size(mean_depth, prepared.processed_size, prepared.input_size)[0, 0].cpu()
+        if raw.segmentation is None:
+            return depth, None
+        logits = raw.segmentation[row : row + 1].float()
+        return depth, restore_size(logits, prepared.processed_size, prepared.input_size)[0].cpu()
+
+    def convert_depth(self, depth: list[torch.Tensor], output_type: str) -> list[Any]:
+        """Depth maps as numpy ("np"), torch ("pt") or 16-bit PIL images ("pil")."""
+        if output_type == "pt":
+            return list(depth)
+        arrays = [d.numpy() for d in depth]
+        return self.export_depth_to_16bit_png(arrays) if output_type == "pil" else arrays
+
+    def convert_labels(self, logits: list[torch.Tensor], output_type: str) -> list[Any]:
+        """Segmentation logits as numpy ("np"), torch ("pt") or palette label images ("pil")."""
+        if output_type == "pt":
+            return list(logits)
+        arrays = [item.numpy() for item in logits]
+        return [labels_to_image(a) for a in arrays] if output_type == "pil" else arrays
+
+    @staticmethod
+    def visualize_depth(depth: Any, colormap: str = DEFAULT_COLORMAP) -> list[PIL.Image.Image]:
+        """Colour images of depth maps (one map or a list), each min-max normalised."""
+        maps = depth if isinstance(depth, (list, tuple)) else [depth]
+        return [PIL.Image.fromarray(colorize_depth(np.asarray(d, dtype=np.float32), colormap)) for d in maps]
+
+    @staticmethod
+    def export_depth_to_16bit_png(depth: Any) -> list[PIL.Image.Image]:
+        """16-bit grayscale images of depth maps (one map or a list), each min-max normalised."""
+        maps = depth if isinstance(depth, (list, tuple)) else [depth]
+        return [PIL.Image.fromarray(depth_to_png16(np.asarray(d, dtype=np.float32))[0]) for d in maps]

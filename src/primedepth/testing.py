@@ -15,13 +15,18 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
-from .convert import RELEASED_INFERENCE_CONFIG, component_configs
-from .heads import LabelHead
+try:
+    from transformers import DPTImageProcessorPil as DepthAnythingProcessor
+except ImportError:  # transformers < 5
+    from transformers import DPTImageProcessor as DepthAnythingProcessor
+
+from .convert.checkpoint import RELEASED_INFERENCE_CONFIG, component_configs
+from .model.heads import LabelHead
+from .model.refiner import PrimeDepthRefiner
 from .pipeline import PrimeDepthPipeline
-from .refiner import PrimeDepthRefiner
-from .text import build_tokenizer, text_encoder_config
+from .text.encoder import build_tokenizer, text_encoder_config
 
 __all__ = [
     "TINY_CONTEXT_DIM",
@@ -128,12 +133,6 @@ def save_tiny_model(directory: str | os.PathLike, seed: int = 0, segmentation: b
 
 def save_tiny_depth_anything(directory: str | os.PathLike, seed: int = 0) -> Path:
     """Write a tiny random Depth Anything V2 (model + image processor) as a hub snapshot would."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    try:
-        from transformers import DPTImageProcessorPil as Processor
-    except ImportError:  # transformers < 5
-        from transformers import DPTImageProcessor as Processor
     backbone = Dinov2Config(
         hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
         patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
@@ -147,7 +146,7 @@ def save_tiny_depth_anything(directory: str | os.PathLike, seed: int = 0) -> Pat
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         DepthAnythingForDepthEstimation(config).save_pretrained(directory)
-    Processor(
+    DepthAnythingProcessor(
         size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
     ).save_pretrained(directory)

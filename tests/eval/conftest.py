@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eval_archive_builders import build_all
+from .eval_archive_builders import build_all
 
 
 @pytest.fixture(scope="session")

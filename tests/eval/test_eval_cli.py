@@ -10,7 +10,7 @@ import pytest
 from primedepth.cli import main
 
 ADAPTER_SOURCE = '''
-from eval_archive_builders import LevelModel
+from tests.eval.eval_archive_builders import LevelModel
 
 
 def make():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from eval_archive_builders import DIODE_SHAPE, KITTI_FRAMES, kitti_split_lines, write_tar
+from .eval_archive_builders import DIODE_SHAPE, KITTI_FRAMES, kitti_split_lines, write_tar
 
 from primedepth.errors import InputError
 from primedepth.eval import DATASETS, EvalDataset, evaluate_prediction, get_spec, kb_crop

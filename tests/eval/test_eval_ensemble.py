@@ -7,7 +7,8 @@ import pytest
 
 from primedepth.ensemble import EnsembleAdapter, align_to_reference, ensemble_disparity
 from primedepth.errors import InputError
-from primedepth.eval import CallableAdapter, fit_scale_shift
+from primedepth.eval import fit_scale_shift
+from primedepth.adapters import CallableAdapter
 
 
 def _maps(seed=0):

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from eval_archive_builders import LevelModel
+from .eval_archive_builders import LevelModel
 
 from primedepth.errors import InputError
-from primedepth.eval import CallableAdapter, EvalDataset, format_table, run_benchmark, run_dataset
+from primedepth.eval import EvalDataset, format_table, run_benchmark, run_dataset
+from primedepth.adapters import CallableAdapter
 from primedepth.eval.runner import resize_image
 
 

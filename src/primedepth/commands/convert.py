@@ -7,7 +7,6 @@ import argparse
 from ..devices import DTYPE_CHOICES
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
@@ -34,15 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import convert_checkpoint
-    from ..devices import torch_dtype
+    from ..loading import convert_checkpoint  # lazy: start-up speed (torch, diffusers)
 
-    dtype = torch_dtype(args.dtype)
     path = convert_checkpoint(
         args.checkpoint,
         args.output_dir,
         config=args.config,
-        dtype=dtype,
+        dtype=args.dtype,
         overwrite=args.overwrite,
         text_encoder=not args.no_text_encoder,
     )

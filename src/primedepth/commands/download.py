@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..weights import hub_model_folder
+    from ..pipeline import PrimeDepthPipeline  # lazy: start-up speed (torch, diffusers)
 
-    print(hub_model_folder(args.repo_id, args.revision))
+    print(PrimeDepthPipeline.local_model_folder(args.repo_id, revision=args.revision))
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..constants import OFFICIAL_REPO_ID
-from ..devices import DTYPE_CHOICES, resolve_device
+from ..devices import DTYPE_CHOICES, parse_device, parse_dtype
 from ..errors import InputError
 
 DESCRIPTION = """\
@@ -76,7 +76,8 @@ def _dataset_names(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Handler: build the adapter, run the datasets, print the table."""
-    from ..eval.baselines import build_adapter, safe_name
+    from ..adapters import safe_name  # lazy: start-up speed (torch, diffusers, transformers)
+    from ..eval.baselines import build_adapter
     from ..eval.runner import format_table, run_benchmark
 
     if args.max_images is not None and args.max_images < 1:
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     names = _dataset_names(args)
     adapter = build_adapter(
         args.model,
-        device=resolve_device(args.device),
-        dtype=args.dtype,
+        device=parse_device(args.device),
+        dtype=parse_dtype(args.dtype),
         seed=args.seed,
         primedepth_model=args.primedepth_model,
     )

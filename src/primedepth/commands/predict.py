@@ -9,9 +9,9 @@ from pathlib import Path
 from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
 from ..errors import InputError
+from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS, OUTPUT_SUFFIXES
 
 DEFAULT_OUTPUT_DIR = "primedepth_output"
-OUTPUT_CHOICES = ("png16", "npy", "color", "seg", "video")
 
 DESCRIPTION = """\
 Predict depth for images and videos. The result is affine-invariant inverse depth:
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_input_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("-r", "--recursive", action="store_true",
                        help="descend into sub-folders of folder inputs (and let ** match in patterns)")
-    group.add_argument("--max-size", type=_positive_int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+    group.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
                        help="downscale images whose longer side exceeds this before prediction; "
                        "depth is returned at the input size "
                        f"(default: {DEFAULT_MAX_SIZE}, as the official model)")
@@ -86,7 +86,7 @@ def _add_input_options(group: argparse._ArgumentGroup) -> None:
 def _add_model_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--model", default=OFFICIAL_REPO_ID, metavar="MODEL",
                        help="hub id, converted model folder or official .ckpt (default: %(default)s)")
-    group.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,mps}",
+    group.add_argument("--device", default="auto", metavar="{" + ",".join(DEVICE_CHOICES) + "}",
                        help="where to run; auto picks cuda, then mps, then cpu (default: auto)")
     group.add_argument("--dtype", default="fp32", choices=DTYPE_CHOICES,
                        help="weights precision; bf16/fp16 halve memory on GPUs (default: fp32)")
@@ -110,7 +110,7 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
-    from ..ensemble import DEFAULT_ENSEMBLE, ENSEMBLE_MEMBERS
+    from ..ensemble import DEFAULT_ENSEMBLE, ENSEMBLE_MEMBERS  # lazy: start-up speed (loads the adapters)
 
     group.add_argument("--ensemble", choices=tuple(ENSEMBLE_MEMBERS),
                        help="average PrimeDepth with this model, aligned to it by least squares "
@@ -121,13 +121,13 @@ def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _add_output_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--outputs", type=_output_list, default="png16,color,video", metavar="KINDS",
+    group.add_argument("--outputs", type=_output_list, default=DEFAULT_OUTPUTS, metavar="KINDS",
                        help="comma-separated output kinds: "
-                       f"{', '.join(OUTPUT_CHOICES)} (default: png16,color,video; see below)")
+                       f"{', '.join(OUTPUT_SUFFIXES)} (default: {','.join(DEFAULT_OUTPUTS)}; see below)")
     group.add_argument("--segmentation", action="store_true",
                        help="also write the segmentation head's labels (NAME_seg.png)")
-    group.add_argument("--colormap", default="Spectral", metavar="NAME",
-                       help="matplotlib colormap of the color outputs (default: Spectral)")
+    group.add_argument("--colormap", default=DEFAULT_COLORMAP, metavar="NAME",
+                       help=f"matplotlib colormap of the color outputs (default: {DEFAULT_COLORMAP})")
     group.add_argument("--overwrite", action="store_true",
                        help="recompute and replace existing outputs instead of skipping them")
     group.add_argument("--fail-fast", action="store_true",
@@ -135,43 +135,24 @@ def _add_output_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _batch_size(text: str) -> int | str:
-    """argparse type: 'auto' or an integer >= 1."""
-    return "auto" if text == "auto" else _positive_int(text)
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _device(text: str) -> str:
-    """argparse type: auto, cpu, mps, cuda or cuda:N."""
-    kind, _, index = text.partition(":")
-    if kind in DEVICE_CHOICES and (not index or (kind == "cuda" and index.isdigit())):
+    """argparse type: 'auto' or a whole number (the job checks its range)."""
+    if text == "auto":
         return text
-    raise argparse.ArgumentTypeError(f"'{text}' is not one of {', '.join(DEVICE_CHOICES)} or cuda:N")
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a whole number") from None
 
 
 def _output_list(text: str) -> tuple[str, ...]:
-    """argparse type: a comma-separated list of output kinds."""
-    kinds = tuple(dict.fromkeys(kind.strip() for kind in text.split(",") if kind.strip()))
-    unknown = [kind for kind in kinds if kind not in OUTPUT_CHOICES]
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(
-            f"unknown output kind(s) '{','.join(unknown) or text}'; choose from {', '.join(OUTPUT_CHOICES)}"
-        )
-    return kinds
+    """argparse type: a comma-separated list (the job checks the kinds)."""
+    return tuple(dict.fromkeys(kind.strip() for kind in text.split(",") if kind.strip())) or (text,)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; exit status 1 if any input failed."""
-    from ..predict import JobOptions, collect_items, load_pipeline, run_job
+    from ..jobs import JobOptions, collect_items, run_job  # lazy: start-up speed (torch, diffusers)
+    from ..loading import load_pipeline
 
     output_dir = Path(args.output_dir)
     options = JobOptions(

@@ -6,52 +6,42 @@ Quick use on your own data::
     metrics, aligned = evaluate_prediction(pred, gt, min_depth=1e-3, max_depth=10, space="disparity")
 
 Benchmark runs: `primedepth eval --dataset nyu --data-dir DATA --model MODEL`, or
-`run_benchmark(adapter, ["nyu"], data_dir, output_dir)` with any adapter (see `baselines`).
+`run_benchmark(adapter, ["nyu"], data_dir, output_dir)` with any adapter (see `primedepth.adapters`).
 """
 
-from .alignment import ALIGNED_DISPARITY_MIN, DEPTH_FLOOR, align, fit_scale_shift, nearest_downsample
-from .baselines import (
-    CallableAdapter,
-    DepthAdapter,
-    DepthAnythingV2Adapter,
-    MarigoldAdapter,
-    PrimeDepthAdapter,
-    build_adapter,
-    load_user_adapter,
-)
-from .crops import crop_mask, kb_crop
-from .datasets import BENCHMARK_DATASETS, DATASETS, DatasetSpec, EvalDataset, get_spec
-from .evaluate import evaluate_prediction, resize_prediction
-from .metrics import METRIC_NAMES, average_metrics, compute_metrics
-from .runner import DatasetResult, format_table, run_benchmark, run_dataset
+import importlib
+import warnings
+from typing import Any
 
-__all__ = [
-    "ALIGNED_DISPARITY_MIN",
-    "BENCHMARK_DATASETS",
-    "CallableAdapter",
-    "DATASETS",
-    "DEPTH_FLOOR",
-    "DatasetResult",
-    "DatasetSpec",
-    "DepthAdapter",
-    "DepthAnythingV2Adapter",
-    "EvalDataset",
-    "METRIC_NAMES",
-    "MarigoldAdapter",
-    "PrimeDepthAdapter",
-    "align",
-    "average_metrics",
-    "build_adapter",
-    "compute_metrics",
-    "crop_mask",
-    "evaluate_prediction",
-    "fit_scale_shift",
-    "format_table",
-    "get_spec",
-    "kb_crop",
-    "load_user_adapter",
-    "nearest_downsample",
-    "resize_prediction",
-    "run_benchmark",
-    "run_dataset",
-]
+# Public names -> their module, imported on first use (lazy: importing one evaluation module, e.g.
+# `alignment` from the ensemble, must not load every model adapter).
+_LAZY = {
+    "ALIGNED_DISPARITY_MIN": "alignment", "DEPTH_FLOOR": "alignment", "align": "alignment",
+    "fit_scale_shift": "alignment", "nearest_downsample": "alignment",
+    "BASELINE_NAMES": "baselines", "build_adapter": "baselines",
+    "crop_mask": "crops", "kb_crop": "crops",
+    "BENCHMARK_DATASETS": "datasets", "DATASETS": "datasets", "DatasetSpec": "datasets",
+    "EvalDataset": "datasets", "get_spec": "datasets",
+    "evaluate_prediction": "evaluate", "resize_prediction": "evaluate",
+    "METRIC_NAMES": "metrics", "average_metrics": "metrics", "compute_metrics": "metrics",
+    "DatasetResult": "runner", "format_table": "runner", "run_benchmark": "runner", "run_dataset": "runner",
+}
+
+__all__ = sorted(_LAZY)
+
+# Adapters moved to `primedepth.adapters` in 0.2; the old names work for one release.
+_MOVED = ("CallableAdapter", "DepthAdapter", "DepthAnythingV2Adapter", "MarigoldAdapter", "PrimeDepthAdapter",
+          "load_user_adapter")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _MOVED:
+        warnings.warn(f"primedepth.eval.{name} moved to primedepth.adapters.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("primedepth.adapters"), name)
+    raise AttributeError(f"module 'primedepth.eval' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

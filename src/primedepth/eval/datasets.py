@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..io.images import read_png_uint16
 from .crops import Crop, kb_crop
 
 DepthFormat = Literal["png_mm", "png_kitti", "eth3d_raw", "npy"]
@@ -347,9 +348,11 @@ class EvalDataset:
         data = self.archive.read(sample.depth)
         fmt = self.spec.depth_format
         if fmt == "png_mm":
-            return _load_png_uint16(data, sample.depth) / np.float32(PNG_MM_PER_METRE)
+            raw = read_png_uint16(data, sample.depth)
+            return raw.astype(np.float32) / np.float32(PNG_MM_PER_METRE)
         if fmt == "png_kitti":
-            return _load_png_uint16(data, sample.depth) / np.float32(PNG_KITTI_UNITS_PER_METRE)
+            raw = read_png_uint16(data, sample.depth)
+            return raw.astype(np.float32) / np.float32(PNG_KITTI_UNITS_PER_METRE)
         if fmt == "npy":
             return _load_npy(data).astype(np.float32)
         return self._decode_eth3d(data, sample)
@@ -369,15 +372,6 @@ class EvalDataset:
 
     def close(self) -> None:
         self.archive.close()
-
-
-def _load_png_uint16(data: bytes, name: str) -> np.ndarray:
-    """A 16-bit single-channel PNG as float32 raw units."""
-    with Image.open(io.BytesIO(data)) as image:
-        array = np.asarray(image)
-    if array.ndim != 2:
-        raise InputError(f"{name}: expected a single-channel depth PNG, got shape {array.shape}")
-    return array.astype(np.float32)
 
 
 def _load_npy(data: bytes) -> np.ndarray:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..adapters import DepthModel, check_adapter, check_output, safe_name
 from ..errors import InputError
-from .baselines import DepthAdapter, check_adapter, check_output, safe_name
+from ..io.atomic import save_npy_atomic
 from .datasets import EvalDataset, Sample, prediction_name
 from .evaluate import evaluate_prediction, resize_prediction
 from .metrics import METRIC_NAMES, average_metrics
@@ -75,15 +75,6 @@ def resize_image(image: np.ndarray, processing_res: int | None) -> np.ndarray:
     return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write a .npy so that an interruption never leaves a truncated prediction behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "wb") as handle:
-        np.save(handle, array)
-    os.replace(temporary, path)
-
-
 def _load_cached(path: Path) -> np.ndarray | None:
     """A cached prediction, or None when it is absent or unreadable (then it is redone)."""
     if not path.is_file():
@@ -125,7 +116,7 @@ def _check_run_config(folder: Path, config: dict[str, Any]) -> None:
 
 
 def predict_sample(
-    adapter: DepthAdapter, dataset: EvalDataset, sample: Sample, cache: Path
+    adapter: DepthModel, dataset: EvalDataset, sample: Sample, cache: Path
 ) -> tuple[np.ndarray, bool]:
     """The model output for one sample, from the cache or by running the model (then cached)."""
     path = cache / prediction_name(dataset.spec, sample)
@@ -134,7 +125,7 @@ def predict_sample(
         return cached, False
     image = resize_image(dataset.load_image(sample), dataset.spec.processing_res)
     prediction = check_output(adapter(image), image, adapter.name)
-    _save_atomic(path, prediction)
+    save_npy_atomic(path, prediction)
     return prediction, True
 
 
@@ -159,7 +150,7 @@ def evaluate_sample(
 
 
 def run_dataset(
-    adapter: DepthAdapter,
+    adapter: DepthModel,
     dataset: EvalDataset,
     output_dir: str | Path,
     max_images: int | None = None,
@@ -226,7 +217,7 @@ def _write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run_benchmark(
-    adapter: DepthAdapter,
+    adapter: DepthModel,
     datasets: list[str],
     data_dir: str | Path,
     output_dir: str | Path,

@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..adapters import DepthAnythingV2Adapter
 from ..constants import VAE_DOWNSAMPLE
-from ..eval.baselines import DepthAnythingV2Adapter
 from ..errors import InputError
+from ..io.images import read_png_uint16
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,6 @@ def read_rgb(path: Path) -> torch.Tensor:
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"), dtype=np.float32)
     return torch.from_numpy(array).permute(2, 0, 1).contiguous() / 127.5 - 1.0
-
-
-def read_uint16_png(path: Path) -> np.ndarray:
-    """A 16-bit single-channel PNG as float64 raw values (not yet in metres)."""
-    with Image.open(path) as image:
-        array = np.asarray(image)
-    if array.ndim != 2:
-        raise InputError(f"{path}: expected a single-channel depth PNG, got shape {array.shape}")
-    return array.astype(np.float64)
 
 
 def read_segmentation(path: Path) -> torch.Tensor:
@@ -198,7 +190,8 @@ class SplitListDepthDataset(Dataset):
 
     def read_depth(self, entry: SplitEntry) -> np.ndarray:
         """Planar depth in metres; subclasses decode their own format."""
-        return read_uint16_png(self.root / str(entry.depth)) / self.depth_scale
+        raw = read_png_uint16(self.root / str(entry.depth))
+        return raw.astype(np.float64) / self.depth_scale
 
     def crop(self, tensor: torch.Tensor) -> torch.Tensor:
         """Hook for a fixed crop applied to every raster (identity by default)."""

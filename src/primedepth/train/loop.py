@@ -37,9 +37,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..devices import parse_dtype
+from ..eval.alignment import align
+from ..eval.metrics import average_metrics, compute_metrics
+from ..io.atomic import atomic_directory
+from ..model.forward import Preimage, compute_preimage, predict_labels, seeded_noise
+from ..pipeline import PrimeDepthPipeline
+from ..text.encoder import PromptEncoder, load_text_encoder, load_tokenizer
 from .config import ConfigError, TrainConfig, save_config
 from .data import ResizedDataset, build_dataset, build_train_mixer, cache_pseudo_labels, collate_items
 from .losses import PrimeDepthLoss, ssi_loss
@@ -56,7 +66,6 @@ TRACKER_PROJECT = "primedepth"
 VALIDATION_STREAM = 1_000_003
 # Depth metrics logged at validation (a subset of the evaluation metrics).
 VALIDATION_METRICS = ("abs_rel", "delta1")
-WEIGHT_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,43 +136,6 @@ class ParameterEMA:
 # Model parts
 
 
-@dataclass
-class Preimage:
-    """What the frozen part hands to the trained part for one micro-batch."""
-
-    steps: list[Any]  # primedepth.preimage.DecoderStep, in decoding order
-    temb: torch.Tensor
-    context: torch.Tensor
-
-
-@torch.no_grad()
-def compute_preimage(
-    pipeline: Any, pixel_values: torch.Tensor, context: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor]
-) -> Preimage:
-    """Frozen VAE + one UNet pass at t = 1, materialised once (no autograd, frozen dtype)."""
-    from ..preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
-
-    vae, unet = pipeline.vae, pipeline.unet
-    posterior_noise, step_noise = noise
-    pixels = pixel_values.to(vae.device, vae.dtype)
-    latents = encode_latents(vae, pixels, posterior_noise.to(vae.device))
-    noisy = add_step_noise(pipeline.scheduler, latents.to(unet.dtype), step_noise.to(unet.device))
-    temb = timestep_embedding(unet, noisy)
-    context = context.to(unet.device, unet.dtype).expand(pixels.shape[0], -1, -1)
-    steps = list(iter_decoder_steps(unet, noisy, temb, context))
-    return Preimage(steps, temb, context)
-
-
-def draw_latent_noise(
-    batch: int, latent_shape: tuple[int, int, int], seed: int, stream: int, index: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(posterior, step) N(0, 1) noise for one micro-batch, a pure function of its indices."""
-    state = np.random.SeedSequence([int(seed), int(stream), int(index)]).generate_state(2, dtype=np.uint64)
-    generator = torch.Generator().manual_seed(int(state[0] % (2**63)))
-    shape = (batch, *latent_shape)
-    return torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
-
-
 class TrainableParts(nn.Module):
     """Refiner and heads as one module, so Accelerate wraps (DDP) and checkpoints them together."""
 
@@ -174,10 +146,10 @@ class TrainableParts(nn.Module):
         self.segmentation_head = segmentation_head
 
     def forward(self, preimage: Preimage, segmentation: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        features = self.refiner(preimage.steps, preimage.temb, preimage.context)
-        depth = self.depth_head(features)
-        labels = self.segmentation_head(features) if segmentation and self.segmentation_head is not None else None
-        return depth, labels
+        """The trained half of `primedepth.model.forward` (with gradients)."""
+        head = self.segmentation_head if segmentation else None
+        raw = predict_labels(self.refiner, self.depth_head, preimage, head)
+        return raw.depth, raw.segmentation
 
 
 def reinitialise(module: nn.Module, seed: int) -> nn.Module:
@@ -192,8 +164,6 @@ def load_prompt_embeds(config: TrainConfig) -> torch.Tensor:
     model = config.model
     if model.prompt_embeds:
         return _read_tensor(Path(model.prompt_embeds))
-    from ..text import PromptEncoder, load_text_encoder, load_tokenizer
-
     local = Path(model.pretrained) / "text_encoder"
     source = model.text_encoder or (str(local) if local.is_dir() else None)
     encoder = load_text_encoder(source) if source else load_text_encoder()
@@ -211,8 +181,6 @@ def _read_tensor(path: Path) -> torch.Tensor:
     if path.suffix == ".npy":
         tensor = torch.from_numpy(np.load(path))
     elif path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         tensors = load_file(str(path))
         if len(tensors) != 1:
             raise ConfigError(f"{path}: expected one tensor, found {sorted(tensors)}")
@@ -238,17 +206,15 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 def write_model_folder(target: Path, base: Path, trained: dict[str, nn.Module]) -> Path:
-    """A complete model folder: ``trained`` components saved, everything else linked from ``base``."""
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    for path in sorted(base.rglob("*")):
-        relative = path.relative_to(base)
-        if path.is_file() and relative.parts[0] not in trained:
-            link_or_copy(path, staging / relative)
-    for name, module in trained.items():
-        module.save_pretrained(staging / name, safe_serialization=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    """A complete model folder, written atomically: ``trained`` components saved, everything else
+    linked from ``base``."""
+    with atomic_directory(target, overwrite=True) as staging:
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(base)
+            if path.is_file() and relative.parts[0] not in trained:
+                link_or_copy(path, staging / relative)
+        for name, module in trained.items():
+            module.save_pretrained(staging / name, safe_serialization=True)
     return target
 
 
@@ -308,9 +274,6 @@ class Trainer:
         prompt_embeds: torch.Tensor | None = None,
         train_dataset: Any | None = None,
     ) -> None:
-        from accelerate import Accelerator
-        from accelerate.utils import ProjectConfiguration, set_seed
-
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.resume_from = resolve_resume(config)
@@ -338,8 +301,6 @@ class Trainer:
     # ---------------------------------------------------------------- setup
 
     def _load_pipeline(self) -> Any:
-        from ..pipeline import PrimeDepthPipeline
-
         try:
             return PrimeDepthPipeline.from_pretrained(self.config.model.pretrained)
         except (OSError, ValueError) as error:
@@ -374,7 +335,8 @@ class Trainer:
             pipeline.register_to_config(default_prompt=config.model.prompt)
             pipeline.save_pretrained(self.base_dir, safe_serialization=True)
         self.accelerator.wait_for_everyone()
-        device, weight_dtype = self.accelerator.device, WEIGHT_DTYPES[config.mixed_precision]
+        weight_dtype = torch.float32 if config.mixed_precision == "no" else parse_dtype(config.mixed_precision)
+        device = self.accelerator.device
         for name in FROZEN_COMPONENTS:
             module = getattr(pipeline, name).requires_grad_(False).eval().to(device)
             if weight_dtype != torch.float32:  # (diffusers warns on any dtype cast, even a no-op)
@@ -432,20 +394,16 @@ class Trainer:
 
     # ---------------------------------------------------------------- one step
 
-    def latent_shape(self, pixel_values: torch.Tensor) -> tuple[int, int, int]:
-        from ..constants import VAE_DOWNSAMPLE
-
-        height, width = pixel_values.shape[-2:]
-        return (self.pipeline.vae.config.latent_channels, height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE)
+    def preimage(self, pixel_values: torch.Tensor, stream: int, index: int) -> Preimage:
+        """The frozen half for one batch, its noise a pure function of (seed, stream, index)."""
+        noise = seeded_noise(self.pipeline.vae, pixel_values, self.config.seed, stream, index)
+        return compute_preimage(self.pipeline, pixel_values, self.context, noise,
+                                self.pipeline.config.vae_encoder_norm_eps)
 
     def micro_step(self, batch: dict[str, torch.Tensor], micro_index: int) -> dict[str, torch.Tensor]:
         """Forward and backward of one micro-batch (gradients accumulate until the update)."""
         accelerator = self.accelerator
-        noise = draw_latent_noise(
-            batch["pixel_values"].shape[0], self.latent_shape(batch["pixel_values"]),
-            self.config.seed, accelerator.process_index, micro_index,
-        )
-        preimage = compute_preimage(self.pipeline, batch["pixel_values"], self.context, noise)
+        preimage = self.preimage(batch["pixel_values"], accelerator.process_index, micro_index)
         with accelerator.autocast():
             depth, labels = self.parts(preimage)
         losses = self.loss_fn(depth.float(), batch, labels.float() if labels is not None else None)
@@ -604,26 +562,19 @@ class Trainer:
         return values
 
     def _validate_one(self, parts: TrainableParts, dataset: Any) -> dict[str, float]:
-        from ..eval.alignment import align
-        from ..eval.metrics import average_metrics, compute_metrics
-
         count = min(len(dataset), self.config.data.val_max_samples)
         subset = torch.utils.data.Subset(dataset, range(count))
         loader = DataLoader(subset, batch_size=self.config.batch_size, collate_fn=collate_items)
         losses, rows = [], []
         depth_range = getattr(dataset.dataset, "min_depth", None), getattr(dataset.dataset, "max_depth", None)
         for index, batch in enumerate(loader):
-            noise = draw_latent_noise(
-                batch["pixel_values"].shape[0], self.latent_shape(batch["pixel_values"]),
-                self.config.seed, VALIDATION_STREAM, index,
-            )
-            preimage = compute_preimage(self.pipeline, batch["pixel_values"], self.context, noise)
+            preimage = self.preimage(batch["pixel_values"], VALIDATION_STREAM, index)
             with self.accelerator.autocast():
                 depth, _ = parts(preimage, segmentation=False)
             prediction = depth.float().mean(dim=1, keepdim=True).cpu()
             losses.append(float(ssi_loss(prediction, batch["disparity"], batch["valid_mask"])))
             if depth_range[0] is not None:
-                rows += _depth_metrics(prediction, batch, depth_range, align, compute_metrics)
+                rows += _depth_metrics(prediction, batch, depth_range)
         values = {"ssi": float(np.mean(losses))}
         if rows:
             averaged = average_metrics(rows)
@@ -631,7 +582,7 @@ class Trainer:
         return values
 
 
-def _depth_metrics(prediction, batch, depth_range, align, compute_metrics) -> list[dict[str, float]]:
+def _depth_metrics(prediction: torch.Tensor, batch: dict[str, torch.Tensor], depth_range: tuple[float, float]) -> list[dict[str, float]]:
     """Per-image metrics after least-squares alignment in disparity space (the eval protocol)."""
     rows = []
     for pred, disparity, valid in zip(prediction[:, 0], batch["disparity"][:, 0], batch["valid_mask"][:, 0]):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import LossConfig
+
 # Below this many valid pixels an image is skipped: a scale and shift need at least two, and
 # a handful gives a meaningless fit.
 DEFAULT_MIN_VALID_PIXELS = 16
@@ -199,8 +201,6 @@ class PrimeDepthLoss(torch.nn.Module):
 
     def __init__(self, config: object | None = None) -> None:
         super().__init__()
-        from .config import LossConfig
-
         self.config = config if config is not None else LossConfig()
 
     def forward(

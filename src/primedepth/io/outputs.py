@@ -1,0 +1,262 @@
+"""Depth and segmentation outputs: their names, encodings, and writing them atomically.
+
+Output files of one input named ``NAME`` (its path relative to the input folder, without the
+extension) inside the output folder:
+
+==========  ==========================  ==================================================
+kind        file                        content
+==========  ==========================  ==================================================
+``png16``   ``NAME_depth.png``          16-bit grayscale PNG of the min/max-normalised
+                                        prediction; min and max are stored in the PNG
+                                        text chunks ``depth_min`` / ``depth_max``, so
+                                        ``raw = depth_min + value / 65535 * (depth_max -
+                                        depth_min)`` recovers the prediction to 16-bit
+                                        precision (see `read_depth_png16`).
+``npy``     ``NAME_depth.npy``          float32 prediction, exactly as returned.
+``color``   ``NAME_depth_color.png``    8-bit RGB, min/max normalised through a matplotlib
+                                        colormap (``Spectral`` as the official release).
+``seg``     ``NAME_seg.png``            per-pixel argmax of the segmentation logits, as a
+                                        palette PNG whose pixel values are the labels.
+``video``   ``NAME_depth.mp4``          colourised depth video (video inputs only).
+==========  ==========================  ==================================================
+
+Frames of a video ``NAME.mp4`` get the per-image outputs under ``NAME_frames/000000_depth.png``
+and so on. The prediction is affine-invariant inverse depth: larger values are closer.
+
+Files are written through `primedepth.io.atomic`: to a hidden temporary file in the destination
+folder, then renamed over the destination, so an interrupted run never leaves a half-written
+output.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from ..errors import InputError
+from .atomic import atomic_path, save_npy_atomic
+from .images import UINT16_MAX
+
+# Output kinds, in the order they are documented and written, with their file-name endings.
+OUTPUT_SUFFIXES: dict[str, str] = {
+    "png16": "_depth.png",
+    "npy": "_depth.npy",
+    "color": "_depth_color.png",
+    "seg": "_seg.png",
+    "video": "_depth.mp4",
+}
+FRAME_OUTPUT_KINDS = ("png16", "npy", "color", "seg")
+# What `primedepth predict` writes unless told: what a person looks at, plus the 16-bit PNG.
+DEFAULT_OUTPUTS = ("png16", "color", "video")
+DEFAULT_COLORMAP = "Spectral"
+PNG16_MAX = UINT16_MAX
+PNG16_DECODE = "raw = depth_min + value / 65535 * (depth_max - depth_min)"
+DEPTH_QUANTITY = "affine-invariant inverse depth (larger = closer)"
+
+
+# --------------------------------------------------------------------------------------------
+# Output names
+
+
+def output_paths(output_dir: Path, name: PurePosixPath, kinds: Iterable[str]) -> dict[str, Path]:
+    """Where each requested output of the item called `name` goes."""
+    return {kind: output_dir / f"{name}{OUTPUT_SUFFIXES[kind]}" for kind in kinds}
+
+
+def frame_name(video_name: PurePosixPath, index: int) -> PurePosixPath:
+    """Output name of frame `index` of a video: 'clip' -> 'clip_frames/000012'."""
+    return video_name.parent / f"{video_name.name}_frames" / f"{index:06d}"
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding depth
+
+
+def _finite_range(depth: np.ndarray) -> tuple[float, float]:
+    """Min and max over finite values; (0, 0) when there are none."""
+    finite = depth[np.isfinite(depth)]
+    if finite.size == 0:
+        return 0.0, 0.0
+    return float(finite.min()), float(finite.max())
+
+
+def normalize_depth(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Min/max-normalise to [0, 1]; constant maps become 0 rather than NaN.
+
+    Returns the normalised float32 map with the min and max used, which are needed to
+    recover the raw values later.
+    """
+    low, high = _finite_range(depth)
+    span = high - low
+    scaled = (depth.astype(np.float64) - low) / span if span > 0 else np.zeros(depth.shape)
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32), low, high
+
+
+def check_colormap(name: str) -> None:
+    """Raise `InputError` unless `name` is a matplotlib colormap (checked before a long run)."""
+    from matplotlib import colormaps  # lazy: start-up speed
+
+    if name not in colormaps:
+        raise InputError(
+            f"unknown colormap '{name}'; use a matplotlib name such as Spectral, "
+            "Spectral_r, viridis, magma, inferno, turbo or gray"
+        )
+
+
+def colorize_depth(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """Colourise a depth map as (H, W, 3) uint8, like the official release.
+
+    Min/max normalisation, then the matplotlib colormap's 256-entry table, alpha dropped and
+    values truncated to 8 bit. With inverse depth and 'Spectral', near is blue and far is red.
+    """
+    from matplotlib import colormaps  # lazy: start-up speed
+
+    check_colormap(colormap)
+    normalized, _, _ = normalize_depth(depth)
+    rgba = colormaps[colormap](normalized)
+    return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def depth_to_png16(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Quantise depth to uint16 via min/max normalisation; returns (values, min, max)."""
+    normalized, low, high = normalize_depth(depth)
+    return np.round(normalized * PNG16_MAX).astype(np.uint16), low, high
+
+
+# --------------------------------------------------------------------------------------------
+# Writing and reading back
+
+
+def _png_info(text: dict[str, str] | None) -> PngImagePlugin.PngInfo:
+    """PNG text chunks, so that a file carries what is needed to interpret it."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    return info
+
+
+def save_depth_png16(path: Path, depth: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write depth as a 16-bit PNG with its min/max in text chunks (see `read_depth_png16`).
+
+    `text`: extra text chunks (e.g. that the depth is an ensemble)."""
+    values, low, high = depth_to_png16(depth)
+    info = _png_info(text)
+    info.add_text("depth_min", repr(low))
+    info.add_text("depth_max", repr(high))
+    info.add_text("depth_decode", PNG16_DECODE)
+    info.add_text("depth_quantity", DEPTH_QUANTITY)
+    with atomic_path(path) as temporary:
+        Image.fromarray(values).save(temporary, format="PNG", pnginfo=info)
+
+
+def read_depth_png16(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a `save_depth_png16` file back as float32 raw prediction values.
+
+    Applies ``raw = depth_min + value / 65535 * (depth_max - depth_min)``; without the text
+    chunks (another tool's PNG) the normalised values in [0, 1] are returned.
+    """
+    with Image.open(path) as image:
+        values = np.asarray(image, dtype=np.float64) / PNG16_MAX
+        text = getattr(image, "text", {})
+    if "depth_min" not in text or "depth_max" not in text:
+        return values.astype(np.float32)
+    low, high = float(text["depth_min"]), float(text["depth_max"])
+    return (low + values * (high - low)).astype(np.float32)
+
+
+def save_depth_npy(path: Path, depth: np.ndarray) -> None:
+    """Write the raw prediction as float32 ``.npy``."""
+    save_npy_atomic(path, np.asarray(depth, dtype=np.float32))
+
+
+def save_color(
+    path: Path,
+    depth: np.ndarray,
+    colormap: str = DEFAULT_COLORMAP,
+    text: dict[str, str] | None = None,
+) -> None:
+    """Write the colourised depth as an 8-bit RGB PNG (`text`: extra text chunks)."""
+    rgb = colorize_depth(depth, colormap)
+    with atomic_path(path) as temporary:
+        Image.fromarray(rgb).save(temporary, format="PNG", pnginfo=_png_info(text))
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation
+
+
+def segmentation_labels(logits: np.ndarray) -> np.ndarray:
+    """Per-pixel class index of (C, H, W) logits."""
+    return np.argmax(logits, axis=0)
+
+
+def label_palette(count: int = 256) -> list[int]:
+    """Distinct, deterministic colours for labels (golden-ratio hue steps), flat RGB list."""
+    palette = []
+    for label in range(count):
+        hue = (label * 0.618033988749895) % 1.0
+        value = 0.95 if label % 2 == 0 else 0.7
+        palette.extend(round(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.75, value))
+    return palette
+
+
+def labels_to_image(logits: np.ndarray) -> Image.Image:
+    """The argmax labels of (C, H, W) logits as an image whose pixel values are the labels.
+
+    A palette image (viewable, values = labels) up to 256 classes; 16-bit grayscale above,
+    since a palette cannot index more.
+    """
+    labels = segmentation_labels(logits)
+    if logits.shape[0] > 256:
+        return Image.fromarray(labels.astype(np.uint16))
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(label_palette())
+    return image
+
+
+def save_segmentation(path: Path, logits: np.ndarray) -> None:
+    """Write the argmax labels as a PNG (see `labels_to_image`)."""
+    image = labels_to_image(logits)
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
+# --------------------------------------------------------------------------------------------
+# All per-image outputs of one prediction
+
+
+def write_outputs(
+    paths: dict[str, Path],
+    depth: np.ndarray,
+    segmentation: np.ndarray | None = None,
+    colormap: str = DEFAULT_COLORMAP,
+    overwrite: bool = False,
+    png_text: dict[str, str] | None = None,
+) -> list[Path]:
+    """Write each requested per-image output; existing files are kept unless `overwrite`.
+
+    Returns the paths actually written. The 'video' kind is handled by `DepthVideoWriter`.
+    `png_text` goes into the depth PNGs (16-bit and colour) as text chunks.
+    """
+    written = []
+    for kind, path in paths.items():
+        if path.exists() and not overwrite:
+            continue
+        if kind == "png16":
+            save_depth_png16(path, depth, png_text)
+        elif kind == "npy":
+            save_depth_npy(path, depth)
+        elif kind == "color":
+            save_color(path, depth, colormap, png_text)
+        elif kind == "seg" and segmentation is not None:
+            save_segmentation(path, segmentation)
+        else:
+            continue
+        written.append(path)
+    return written

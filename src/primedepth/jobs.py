@@ -1,0 +1,608 @@
+"""The job engine: depth for many images and videos, behind `primedepth.predict` and the CLI.
+
+The command line and the Python API share one engine, `run_job`:
+
+1. inputs are expanded into work items (`primedepth.io.expand_inputs`);
+2. items whose outputs all exist are skipped (re-running a command resumes it), and nothing
+   that exists is ever overwritten unless asked;
+3. the model is loaded only if something is left to do;
+4. images are read and predicted in batches; a file that cannot be read or predicted is
+   reported with its path and reason and the others go on (or the job stops, `fail_fast`);
+5. outputs are written atomically (`primedepth.io`), video frames one batch at a time.
+
+With `ensemble`, the second model is loaded with the pipeline (step 3) and every depth map goes
+through the ensemble post-step (`primedepth.ensemble.DepthEnsemble`) before it is written, marked
+as such in the PNG metadata, the results and the summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import io
+from .constants import DEFAULT_MAX_SIZE
+from .devices import auto_batch_size, pipeline_device_and_dtype
+from .ensemble import ENSEMBLE_PNG_KEY, DepthEnsemble, load_ensemble
+from .errors import InputError, PrimeDepthError
+from .io.outputs import DEFAULT_OUTPUTS
+from .loading import load_pipeline
+from .model.forward import seeded_generators
+from .processing import MIN_IMAGE_SIDE
+
+__all__ = [
+    "predict",
+    "run_job",
+    "collect_items",
+    "JobOptions",
+    "JobSummary",
+    "Prediction",
+    "DEFAULT_OUTPUTS",
+    "OUTPUT_KINDS",
+]
+
+OUTPUT_KINDS = tuple(io.OUTPUT_SUFFIXES)
+MAX_LISTED_FAILURES = 20
+
+
+@dataclass
+class Prediction:
+    """The result for one image or video frame.
+
+    `status` is 'done', 'skipped' (its outputs existed) or 'failed' (then `error` says why).
+    `depth` is affine-invariant inverse depth (H, W), larger = closer; `segmentation` the
+    (C, H, W) logits when asked for. Both are None unless the job keeps results in memory.
+    `ensemble` describes the ensemble `depth` comes from, None for PrimeDepth alone.
+    """
+
+    name: str
+    source: Path | None
+    status: str
+    depth: np.ndarray | None = None
+    segmentation: np.ndarray | None = None
+    prompt: str | None = None
+    error: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+    ensemble: str | None = None
+
+
+@dataclass
+class JobOptions:
+    """Everything about a job except its inputs and model; see `predict` for the meaning.
+
+    `ensemble` is the second model of the ensemble (see `primedepth.ensemble.load_ensemble`)
+    or None; it is loaded with the pipeline, only when something is left to do.
+    """
+
+    output_dir: Path | None = None
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    colormap: str = io.DEFAULT_COLORMAP
+    batch_size: int | str = "auto"
+    max_size: int = DEFAULT_MAX_SIZE
+    prompt: str | None = None
+    seed: int | None = None
+    segmentation: bool = False
+    overwrite: bool = False
+    fail_fast: bool = False
+    keep_results: bool = True
+    progress: bool = False
+    ensemble: Any = None
+
+    def __post_init__(self) -> None:
+        unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
+        if unknown:
+            raise InputError(
+                f"unknown output kind(s) {', '.join(unknown)}; choose from {', '.join(OUTPUT_KINDS)}"
+            )
+        if self.segmentation and "seg" not in self.outputs:
+            self.outputs = (*self.outputs, "seg")
+        self.segmentation = self.segmentation or "seg" in self.outputs
+        if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {self.batch_size!r}")
+        if self.max_size < MIN_IMAGE_SIDE:
+            raise InputError(f"max size must be at least {MIN_IMAGE_SIDE} pixels, got {self.max_size}")
+        io.check_colormap(self.colormap)
+        if self.output_dir is not None:
+            self.output_dir = Path(self.output_dir)
+
+    @property
+    def frame_kinds(self) -> tuple[str, ...]:
+        """Per-image output kinds (everything but the depth video)."""
+        return tuple(kind for kind in self.outputs if kind in io.FRAME_OUTPUT_KINDS)
+
+
+@dataclass
+class JobSummary:
+    """What a job did: counts per input (an image or a whole video) and every failure."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    images: int = 0  # images and video frames predicted
+    seconds: float = 0.0
+    stopped: bool = False  # fail_fast stopped the job early
+    ensemble: str | None = None  # what the depth maps are when they are an ensemble
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    results: list[Prediction] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return self.failed == 0
+
+    def format(self, output_dir: Path | None = None) -> str:
+        """The final report: counts, speed, where outputs are, and the failures."""
+        rate = f" ({self.images / self.seconds:.2f} images/s)" if self.seconds > 0 and self.images else ""
+        lines = [
+            f"done {self.done}, skipped {self.skipped} (outputs existed), failed {self.failed}"
+            f" in {self.seconds:.1f} s{rate}"
+        ]
+        if output_dir is not None and (self.done or self.skipped):
+            lines.append(f"outputs in {output_dir}")
+        if self.ensemble is not None and self.done:
+            lines.append(f"depth is the ensemble {self.ensemble}")
+        if self.skipped:
+            lines.append("existing outputs were kept; use --overwrite to recompute them")
+        if self.failures:
+            lines.append("failed inputs:")
+        for label, reason in self.failures[:MAX_LISTED_FAILURES]:
+            lines.append(f"  {label}: {reason}")
+        if len(self.failures) > MAX_LISTED_FAILURES:
+            lines.append(f"... and {len(self.failures) - MAX_LISTED_FAILURES} more failures")
+        if self.stopped:
+            lines.append("stopped at the first failure (--fail-fast)")
+        return "\n".join(lines)
+
+
+class _StopJob(Exception):
+    """Raised internally when `fail_fast` ends the job."""
+
+
+# --------------------------------------------------------------------------------------------
+# The job
+
+
+def run_job(
+    items: Sequence[io.InputItem],
+    get_pipeline: Callable[[], Any],
+    options: JobOptions,
+) -> JobSummary:
+    """Predict every item and write its outputs; return what happened.
+
+    `get_pipeline` returns the pipeline; it is called only when something is left to do, so
+    re-running a finished job returns at once without loading the model. The ensemble member
+    of `options.ensemble` is loaded right after it, on the same device and in the same dtype.
+    """
+    started = time.perf_counter()
+    summary = JobSummary()
+    todo = [item for item in items if not _skip_if_finished(item, options, summary)]
+    if not todo:
+        summary.seconds = time.perf_counter() - started
+        return summary
+    pipeline = get_pipeline()
+    _check_pipeline(pipeline, options)
+    ensemble = _load_ensemble(pipeline, options, summary)
+    bar = tqdm(total=_count_images(todo), unit="img", dynamic_ncols=True, file=sys.stderr,
+               disable=None if options.progress else True)
+    batch_size = _resolve_batch_size(options, pipeline)
+    runner = _Runner(pipeline, ensemble, options, summary, bar, batch_size)
+    try:
+        for group in _groups(todo, batch_size):
+            if group[0].kind == "video":
+                runner.video(group[0])
+            else:
+                runner.images(group)
+    except _StopJob:
+        summary.stopped = True
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _load_ensemble(pipeline: Any, options: JobOptions, summary: JobSummary) -> DepthEnsemble | None:
+    """The ensemble post-step when asked, its member on the pipeline's device and in its dtype."""
+    if options.ensemble is None:
+        return None
+    ensemble = load_ensemble(options.ensemble, *pipeline_device_and_dtype(pipeline))
+    summary.ensemble = ensemble.description
+    return ensemble
+
+
+def _check_pipeline(pipeline: Any, options: JobOptions) -> None:
+    """Refuse once, up front, what would otherwise fail for every single image."""
+    if options.segmentation and pipeline.segmentation_head is None:
+        raise PrimeDepthError("this model has no segmentation head; drop --segmentation / 'seg'")
+
+
+def _resolve_batch_size(options: JobOptions, pipeline: Any) -> int:
+    """The number of images per forward pass: as given, or chosen for the pipeline's device."""
+    if options.batch_size != "auto":
+        return options.batch_size
+    return auto_batch_size(*pipeline_device_and_dtype(pipeline), options.max_size)
+
+
+def _groups(items: Iterable[io.InputItem], batch_size: int) -> Iterator[list[io.InputItem]]:
+    """Consecutive images in groups of `batch_size`; each video alone. Input order is kept."""
+    for is_video, run in itertools.groupby(items, key=lambda item: item.kind == "video"):
+        yield from ([item] for item in run) if is_video else _chunks(run, batch_size)
+
+
+def _count_images(items: Iterable[io.InputItem]) -> int | None:
+    """Images plus video frames, for the progress bar; None if a video hides its length."""
+    total = 0
+    for item in items:
+        if item.kind == "image":
+            total += 1
+            continue
+        try:
+            frames = io.probe_video(item.path).frames
+        except InputError:
+            frames = 0  # reported when the video is processed
+        if frames is None:
+            return None
+        total += frames
+    return total
+
+
+def _item_paths(item: io.InputItem, options: JobOptions) -> dict[str, Path]:
+    """Output paths of an item: per-image kinds for images, the depth video for videos."""
+    if options.output_dir is None:
+        return {}
+    kinds = options.frame_kinds if item.kind == "image" else ("video",) if "video" in options.outputs else ()
+    return io.output_paths(options.output_dir, item.name, kinds)
+
+
+def _is_finished(item: io.InputItem, options: JobOptions) -> bool:
+    """Whether every requested output of a file input already exists.
+
+    A video counts as finished when its depth video exists (it is renamed into place only
+    after all frames were written) and, if its length is known, its last frame's outputs.
+    """
+    if options.output_dir is None or options.overwrite or item.path is None:
+        return False
+    paths = list(_item_paths(item, options).values())
+    if item.kind == "video" and options.frame_kinds:
+        if "video" not in options.outputs:
+            return False
+        try:
+            frames = io.probe_video(item.path).frames
+        except InputError:
+            return False
+        if frames:
+            last = io.frame_name(item.name, frames - 1)
+            paths += io.output_paths(options.output_dir, last, options.frame_kinds).values()
+    return bool(paths) and all(path.exists() for path in paths)
+
+
+def _skip_if_finished(item: io.InputItem, options: JobOptions, summary: JobSummary) -> bool:
+    """Record a finished item as skipped; True if it was."""
+    if not _is_finished(item, options):
+        return False
+    summary.skipped += 1
+    if options.keep_results:
+        summary.results.append(Prediction(name=str(item.name), source=item.path, status="skipped"))
+    return True
+
+
+class _Runner:
+    """Runs groups of items through the pipeline and records the results in a summary."""
+
+    def __init__(self, pipeline: Any, ensemble: DepthEnsemble | None, options: JobOptions,
+                 summary: JobSummary, bar: Any, batch_size: int) -> None:
+        self.pipeline = pipeline
+        self.ensemble = ensemble
+        self.options = options
+        self.summary = summary
+        self.bar = bar
+        self.batch_size = batch_size  # lowered for the rest of the job when the GPU runs out of memory
+        self.png_text = _png_text(summary.ensemble)
+
+    # ---------------------------------------------------------------- reporting
+
+    def fail(self, item: io.InputItem, error: BaseException, images: int = 1) -> None:
+        """Record a failed input, tell the user right away, and stop if asked to.
+
+        `images` is how far the progress bar moves (0 for a video: its frames already did).
+        """
+        self.bar.update(images)
+        reason = _reason(error, item)
+        self.summary.failed += 1
+        self.summary.failures.append((item.label, reason))
+        if self.options.keep_results:
+            self.summary.results.append(
+                Prediction(name=str(item.name), source=item.path, status="failed", error=reason)
+            )
+        if self.options.progress:
+            self.bar.write(f"failed: {item.label}: {reason}", file=sys.stderr)
+        if self.options.fail_fast:
+            raise _StopJob
+
+    def record(self, name: PurePosixPath, item: io.InputItem, depth: np.ndarray,
+               segmentation: np.ndarray | None, prompt: str | None, written: list[Path]) -> None:
+        """Keep one image's or frame's result when the job keeps results."""
+        if self.options.keep_results:
+            self.summary.results.append(Prediction(
+                name=str(name), source=item.path, status="done", depth=depth,
+                segmentation=segmentation, prompt=prompt, outputs=written,
+                ensemble=self.summary.ensemble,
+            ))
+
+    # ---------------------------------------------------------------- model calls
+
+    def infer(self, images: list[Any]) -> Any:
+        """Predict a batch of images, at most `batch_size` per pipeline call.
+
+        When the GPU runs out of memory, the batch size is halved for the rest of the job and
+        the failed part is predicted again (results do not depend on batching).
+        """
+        outputs, start = [], 0
+        while start < len(images):
+            part = images[start : start + self.batch_size]
+            try:
+                outputs.append(self._call(part))
+            except torch.cuda.OutOfMemoryError:
+                if len(part) == 1:
+                    raise
+                self.batch_size = len(part) // 2
+                torch.cuda.empty_cache()
+                if self.options.progress:
+                    self.bar.write(f"out of GPU memory: going on with batches of {self.batch_size}", file=sys.stderr)
+                continue
+            start += len(part)
+        return outputs[0] if len(outputs) == 1 else _joined_outputs(outputs)
+
+    def _call(self, images: list[Any]) -> Any:
+        """One pipeline call, then the ensemble post-step on its depth maps."""
+        extra = {"prompt": self.options.prompt} if self.options.prompt is not None else {}
+        output = self.pipeline(
+            images,
+            generator=seeded_generators(self.options.seed, len(images)),
+            max_size=self.options.max_size,
+            output_segmentation=self.options.segmentation,
+            **extra,
+        )
+        if self.ensemble is not None:
+            output.depth = [self.ensemble.apply(depth, image) for depth, image in zip(output.depth, images)]
+        return output
+
+    def write(self, name: PurePosixPath, depth: np.ndarray, segmentation: np.ndarray | None) -> list[Path]:
+        """Write the per-image outputs of one prediction, keeping existing files."""
+        if self.options.output_dir is None:
+            return []
+        paths = io.output_paths(self.options.output_dir, name, self.options.frame_kinds)
+        return io.write_outputs(
+            paths, depth, segmentation, self.options.colormap, self.options.overwrite, png_text=self.png_text
+        )
+
+    # ---------------------------------------------------------------- images
+
+    def images(self, group: list[io.InputItem]) -> None:
+        """Read, predict and write a batch of images; a bad one does not sink the others."""
+        loaded = []
+        for item in group:
+            try:
+                loaded.append((item, _load(item)))
+            except (InputError, OSError) as error:
+                self.fail(item, error)
+        if not loaded:
+            return
+        try:
+            batches = [(loaded, self.infer([image for _, image in loaded]))]
+        except Exception as error:
+            if len(loaded) == 1:
+                self.fail(loaded[0][0], error)
+                return
+            batches = self._one_by_one(loaded)
+        for part, output in batches:
+            self._finish_images(part, output)
+
+    def _one_by_one(self, loaded: list[tuple[io.InputItem, Any]]) -> list[tuple[list, Any]]:
+        """After a failed batch, find which images fail by predicting them singly."""
+        results = []
+        for item, image in loaded:
+            try:
+                results.append(([(item, image)], self.infer([image])))
+            except Exception as error:
+                self.fail(item, error)
+        return results
+
+    def _finish_images(self, loaded: list[tuple[io.InputItem, Any]], output: Any) -> None:
+        """Write the outputs of a predicted batch and count it."""
+        for index, (item, _) in enumerate(loaded):
+            depth, segmentation, prompt = _unpack(output, index)
+            try:
+                written = self.write(item.name, depth, segmentation)
+            except (InputError, OSError) as error:
+                self.fail(item, error)
+                continue
+            self.summary.done += 1
+            self.summary.images += 1
+            self.bar.update(1)
+            self.record(item.name, item, depth, segmentation, prompt, written)
+
+    # ---------------------------------------------------------------- videos
+
+    def video(self, item: io.InputItem) -> None:
+        """Depth for every frame of a video: per-frame outputs plus a depth video."""
+        video_path = _item_paths(item, self.options).get("video")
+        writer = None
+        try:
+            info = io.probe_video(item.path)
+            if video_path is not None and (self.options.overwrite or not video_path.exists()):
+                writer = io.DepthVideoWriter(video_path, info.fps, self.options.colormap)
+            frames = 0
+            for batch in _chunks(enumerate(io.read_video_frames(item.path)), self.batch_size):
+                output = self.infer([frame for _, frame in batch])
+                for row, (index, _) in enumerate(batch):
+                    depth, segmentation, prompt = _unpack(output, row)
+                    name = io.frame_name(item.name, index)
+                    written = self.write(name, depth, segmentation)
+                    if writer is not None:
+                        writer.write(depth)
+                    self.record(name, item, depth, segmentation, prompt, written)
+                frames += len(batch)
+                self.summary.images += len(batch)
+                self.bar.update(len(batch))
+            if frames == 0:
+                raise InputError("the video has no frames")
+            if writer is not None:
+                writer.close()
+        except BaseException as error:  # also Ctrl-C: never leave a partial video behind
+            if writer is not None:
+                writer.abort()
+            if not isinstance(error, Exception):
+                raise
+            self.fail(item, error, images=0)
+            return
+        self.summary.done += 1
+
+
+def _png_text(ensemble: str | None) -> dict[str, str]:
+    """Extra text chunks of the depth PNGs: the ensemble marker when there is one."""
+    return {} if ensemble is None else {ENSEMBLE_PNG_KEY: ensemble}
+
+
+def _load(item: io.InputItem) -> Any:
+    """The image of an item: decoded from its file, or the in-memory image as given."""
+    return io.read_image(item.path) if item.path is not None else item.image
+
+
+@dataclass
+class _JoinedOutput:
+    """The outputs of consecutive pipeline calls as one: what `_unpack` reads."""
+
+    depth: list[Any]
+    segmentation: list[Any] | None
+    prompts: list[str] | None
+
+
+def _joined_outputs(outputs: list[Any]) -> _JoinedOutput:
+    def joined(name: str) -> list[Any] | None:
+        parts = [getattr(output, name, None) for output in outputs]
+        return None if any(part is None for part in parts) else [value for part in parts for value in part]
+
+    return _JoinedOutput(depth=joined("depth"), segmentation=joined("segmentation"), prompts=joined("prompts"))
+
+
+def _unpack(output: Any, index: int) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Depth, segmentation logits and prompt of one image of a pipeline output."""
+    depth = np.asarray(output.depth[index], dtype=np.float32)
+    segmentation = None
+    if getattr(output, "segmentation", None) is not None:
+        segmentation = np.asarray(output.segmentation[index], dtype=np.float32)
+    prompts = getattr(output, "prompts", None)
+    return depth, segmentation, prompts[index] if prompts else None
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of `size` elements (the last may be shorter)."""
+    chunk: list[Any] = []
+    for element in iterable:
+        chunk.append(element)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _reason(error: BaseException, item: io.InputItem) -> str:
+    """A one-line reason for a failure, without repeating the item's path."""
+    message = str(error).strip() or type(error).__name__
+    if item.path is not None and message.startswith(f"{item.path}: "):
+        message = message[len(f"{item.path}: "):]
+    if not isinstance(error, (PrimeDepthError, OSError)):
+        message = f"{type(error).__name__}: {message}"
+    return message.splitlines()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# The Python API
+
+
+def predict(
+    inputs: Any,
+    model: Any = None,
+    *,
+    output_dir: str | Path | None = None,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
+    device: str = "auto",
+    dtype: str = "fp32",
+    offload: bool = False,
+    batch_size: int | str = "auto",
+    max_size: int = DEFAULT_MAX_SIZE,
+    prompt: str | None = None,
+    seed: int | None = None,
+    segmentation: bool = False,
+    colormap: str = io.DEFAULT_COLORMAP,
+    overwrite: bool = False,
+    recursive: bool = False,
+    errors: str = "raise",
+    progress: bool = False,
+    ensemble: Any = None,
+) -> list[Prediction]:
+    """Depth for images, folders, glob patterns, list files and videos, in one call.
+
+    `inputs`: one or a list of paths (as the CLI takes) and/or in-memory images (PIL, HxWx3
+    numpy, 3xHxW tensor). `model`: a loaded `PrimeDepthPipeline`, or a hub id, model folder or
+    official ``.ckpt`` (default: the official weights); `device`, `dtype` and `offload` as in
+    `load_pipeline`. `batch_size`: images per forward pass, or
+    "auto" (1 on the CPU; on a GPU as many as fit in its free memory, see
+    `primedepth.devices.auto_batch_size`). With `output_dir`, the `outputs`
+    (png16, npy, color, seg, video; see `primedepth.io`) are written there, existing files are
+    kept unless `overwrite`, and inputs whose outputs all exist are skipped. `prompt`: None
+    for the model's default, a text, or "auto" to caption each image. `seed`: fixes the
+    noise, per image. `errors`: "raise" stops at the first bad input with its error; "skip"
+    goes on and marks it failed in the results. `ensemble`: None for PrimeDepth alone, or the
+    paper's ensemble with Depth Anything V2: "depth-anything-v2-large", another Depth Anything
+    V2 hub id or model folder, or a loaded disparity adapter (`primedepth.eval`); its
+    disparity is aligned to PrimeDepth's by least squares and averaged, for every output.
+    Outputs of an earlier run without the ensemble are skipped unless `overwrite`.
+
+    Returns one `Prediction` per image or video frame, in input order.
+    """
+    if errors not in ("raise", "skip"):
+        raise InputError(f"errors must be 'raise' or 'skip', got '{errors}'")
+    options = JobOptions(
+        output_dir=Path(output_dir) if output_dir is not None else None,
+        outputs=tuple(outputs), colormap=colormap, batch_size=batch_size, max_size=max_size,
+        prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
+        fail_fast=errors == "raise", keep_results=True, progress=progress, ensemble=ensemble,
+    )
+    items = collect_items(inputs, recursive=recursive, output_dir=options.output_dir)
+    if model is not None and not isinstance(model, (str, Path)):
+        summary = run_job(items, lambda: model, options)  # an already loaded pipeline
+    else:
+        summary = run_job(items, lambda: load_pipeline(model, device, dtype, offload), options)
+    if errors == "raise" and summary.failures:
+        label, reason = summary.failures[0]
+        raise InputError(f"{label}: {reason}")
+    return summary.results
+
+
+def collect_items(inputs: Any, recursive: bool = False, output_dir: Path | None = None) -> list[io.InputItem]:
+    """Work items for a mix of paths and in-memory images (named image_0000, image_0001, ...)."""
+    if isinstance(inputs, (str, Path)) or not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    items: list[io.InputItem] = []
+    for position, value in enumerate(inputs):
+        if isinstance(value, (str, Path)):
+            items.extend(io.expand_inputs([value], recursive, output_dir))
+        else:
+            items.append(io.InputItem(name=PurePosixPath(f"image_{position:04d}"), image=value))
+    if not items:
+        raise InputError(
+            "no images or videos found in the given inputs "
+            "(folders are read without their sub-folders unless recursive)"
+        )
+    return io.deduplicate(items)

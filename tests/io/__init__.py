@@ -1,0 +1,1 @@
+"""Tests of `primedepth.io`, one module per submodule; no model involved."""
