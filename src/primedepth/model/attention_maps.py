@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -192,14 +193,16 @@ def install_attention_map_processors(unet: torch.nn.Module) -> None:
 
 
 @contextmanager
-def capturing_attention_maps(unet: torch.nn.Module) -> Iterator[None]:
+def capturing_attention_maps(unet: torch.nn.Module, processor: Any = None) -> Iterator[None]:
     """Inside the block every attention layer of `unet` can record maps; its own processors
     come back afterwards, so a UNet shared with a Stable Diffusion pipeline is left unchanged.
 
-    Uses diffusers' public `attn_processors` / `set_attn_processor`.
+    `processor`: any processor that fills an `attention_maps` sink (default: a new
+    `AttentionMapProcessor`; the benchmarks pass the official-style reference). Uses diffusers'
+    public `attn_processors` / `set_attn_processor`.
     """
     original = unet.attn_processors
-    unet.set_attn_processor(AttentionMapProcessor())
+    unet.set_attn_processor(processor if processor is not None else AttentionMapProcessor())
     try:
         yield
     finally:

@@ -129,13 +129,15 @@ def walk_preimage(
     latents: torch.Tensor,
     context: torch.Tensor,
     step_noise: torch.Tensor,
+    processor: Any = None,
 ) -> Preimage:
     """Noise the latents at t = 1 and walk the UNet once; the steps are produced lazily, so a
-    consumer can drop each one after use and the UNet tail no step needs is never run."""
+    consumer can drop each one after use and the UNet tail no step needs is never run.
+    `processor`: the attention-map processor (default: the fused one; see `capturing_attention_maps`)."""
     noisy = add_step_noise(scheduler, latents.to(unet.device, unet.dtype), step_noise.to(unet.device))
     temb = timestep_embedding(unet, noisy)
     context = context.to(unet.device, unet.dtype).expand(noisy.shape[0], -1, -1)
-    return Preimage(iter_decoder_steps(unet, noisy, temb, context), temb, context)
+    return Preimage(iter_decoder_steps(unet, noisy, temb, context, processor), temb, context)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -123,14 +124,18 @@ def _middle_pass(unet, hidden, temb, context):
 
 
 def iter_decoder_steps(
-    unet: UNet2DConditionModel, noisy_latents: torch.Tensor, temb: torch.Tensor, context: torch.Tensor
+    unet: UNet2DConditionModel,
+    noisy_latents: torch.Tensor,
+    temb: torch.Tensor,
+    context: torch.Tensor,
+    processor: Any = None,
 ) -> Iterator[DecoderStep]:
     """Walk the frozen UNet once, yielding the preimage of each decoder step in order.
 
-    The UNet's attention layers record maps while the walk runs (`capturing_attention_maps`)
-    and get their own processors back when it ends.
+    The UNet's attention layers record maps while the walk runs (`capturing_attention_maps`,
+    with `processor` if given) and get their own processors back when it ends.
     """
-    with capturing_attention_maps(unet):
+    with capturing_attention_maps(unet, processor):
         yield from _decoder_walk(unet, noisy_latents, temb, context)
 
 
