@@ -276,3 +276,45 @@ def test_unet_tail_that_no_label_uses_is_never_computed(pipe, context):
         for hook in [*hooks, used]:
             hook.remove()
     assert called == ["used"]
+
+
+def test_output_types_and_tuple_return(pipe, context):
+    """diffusers conventions: output_type "np" (default), "pt", "pil"; return_dict=False -> tuple."""
+    image = _image(40, 56)
+    kwargs = dict(prompt_embeds=context, generator=_seeded(1), output_segmentation=True)
+    as_np = pipe(image, **kwargs)
+    as_pt = pipe(image, output_type="pt", **{**kwargs, "generator": _seeded(1)})
+    as_pil = pipe(image, output_type="pil", **{**kwargs, "generator": _seeded(1)})
+    depth, segmentation, prompts = pipe(image, return_dict=False, **{**kwargs, "generator": _seeded(1)})
+    assert isinstance(as_np.depth[0], np.ndarray) and as_np.depth[0].shape == (40, 56)
+    assert isinstance(as_pt.depth[0], torch.Tensor) and np.array_equal(as_pt.depth[0].numpy(), as_np.depth[0])
+    assert as_pil.depth[0].mode.startswith("I;16") and as_pil.depth[0].size == (56, 40)
+    assert as_pil.segmentation[0].mode == "P" and as_pil.segmentation[0].size == (56, 40)
+    assert np.array_equal(depth[0], as_np.depth[0]) and segmentation[0].shape[1:] == (40, 56) and prompts is None
+    with pytest.raises(InputError, match="output_type"):
+        pipe(image, prompt_embeds=context, output_type="latent")
+
+
+def test_image_processor_visualises_and_exports(pipe):
+    depth = np.linspace(0.0, 2.0, 12, dtype=np.float32).reshape(3, 4)
+    colour = pipe.image_processor.visualize_depth(depth)[0]
+    png16 = pipe.image_processor.export_depth_to_16bit_png([depth, depth])
+    assert colour.mode == "RGB" and colour.size == (4, 3)
+    assert len(png16) == 2 and np.asarray(png16[0]).max() == 65535 and np.asarray(png16[0]).min() == 0
+    with pytest.raises(InputError, match="max_size"):
+        pipe.image_processor.preprocess(_image(16, 16), max_size=4)
+
+
+def test_from_single_file_and_local_files_only(tmp_path, context):
+    """An official checkpoint loads through `from_single_file`; a model folder with
+    `local_files_only` (and the other diffusers loading options) through `from_pretrained`."""
+    pipeline = PrimeDepthPipeline.from_single_file(
+        TINY / "official-tiny.ckpt", original_config=TINY / "config.yaml", text_encoder=False, torch_dtype=torch.bfloat16
+    )
+    assert pipeline.unet.dtype == torch.bfloat16 and pipeline.text_encoder is None
+    folder = pipeline.save_model_folder(tmp_path / "model")
+    assert (folder / "LICENSE-MODEL.md").is_file() and (folder / "model_index.json").is_file()
+    with pytest.raises(InputError, match="exists and is not empty"):
+        pipeline.save_model_folder(folder)
+    loaded = PrimeDepthPipeline.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    assert loaded.unet.dtype == torch.float32 and loaded.config.vae_encoder_norm_eps == 1e-5

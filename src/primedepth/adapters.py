@@ -32,7 +32,7 @@ from diffusers import MarigoldDepthPipeline
 from PIL import Image
 from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
-from .constants import OFFICIAL_REPO_ID
+from .constants import DEPTH_ANYTHING_V2_LARGE_ID, OFFICIAL_REPO_ID
 from .devices import dtype_kwargs, parse_dtype
 from .errors import InputError, PrimeDepthError, weights_unavailable
 from .eval.alignment import SPACES
@@ -44,7 +44,6 @@ MARIGOLD_V1_1_ID = "prs-eth/marigold-depth-v1-1"
 # CVPR 2024 protocol of Marigold v1-0: 50 DDIM steps, ensemble of 10 predictions.
 MARIGOLD_V1_0_STEPS = 50
 MARIGOLD_V1_0_ENSEMBLE = 10
-DEPTH_ANYTHING_V2_LARGE_ID = "depth-anything/Depth-Anything-V2-Large-hf"
 
 
 @runtime_checkable

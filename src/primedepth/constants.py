@@ -34,3 +34,9 @@ VAE_DOWNSAMPLE = 8
 
 # Official weights on the Hugging Face hub.
 OFFICIAL_REPO_ID = "CVL-Heidelberg/PrimeDepth"
+
+# Depth Anything V2 Large: the paper's ensemble partner (weights CC-BY-NC-4.0).
+DEPTH_ANYTHING_V2_LARGE_ID = "depth-anything/Depth-Anything-V2-Large-hf"
+# Names accepted by `--ensemble`, with the weights each stands for.
+ENSEMBLE_MEMBERS: dict[str, str] = {"depth-anything-v2-large": DEPTH_ANYTHING_V2_LARGE_ID}
+DEFAULT_ENSEMBLE = "depth-anything-v2-large"

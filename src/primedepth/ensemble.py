@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .adapters import DEPTH_ANYTHING_V2_LARGE_ID, DepthAnythingV2Adapter
+from .adapters import DepthAnythingV2Adapter
+from .constants import ENSEMBLE_MEMBERS
 from .errors import InputError
 from .eval.alignment import fit_scale_shift
 from .processing import ImageInput, to_rgb_uint8
 
-# Names accepted by `--ensemble`, with the weights each stands for.
-ENSEMBLE_MEMBERS: dict[str, str] = {"depth-anything-v2-large": DEPTH_ANYTHING_V2_LARGE_ID}
-DEFAULT_ENSEMBLE = "depth-anything-v2-large"
 # PNG text chunk that marks a depth output as an ensemble (and with which model).
 ENSEMBLE_PNG_KEY = "depth_ensemble"
 

@@ -191,8 +191,9 @@ def run_job(
     pipeline = get_pipeline()
     _check_pipeline(pipeline, options)
     ensemble = _load_ensemble(pipeline, options, summary)
-    bar = tqdm(total=_count_images(todo), unit="img", dynamic_ncols=True, file=sys.stderr,
-               disable=None if options.progress else True)
+    # Shown only on a terminal (disable=None), with a label saying whose bar it is.
+    bar = tqdm(total=_count_images(todo), desc="primedepth predict", unit="img", dynamic_ncols=True,
+               file=sys.stderr, disable=None if options.progress else True)
     batch_size = _resolve_batch_size(options, pipeline)
     runner = _Runner(pipeline, ensemble, options, summary, bar, batch_size)
     try:

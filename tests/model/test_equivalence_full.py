@@ -8,12 +8,13 @@ import torch
 
 from primedepth.convert import RELEASED_INFERENCE_CONFIG, convert_state_dict
 from primedepth.model.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
-
 from primedepth.pipeline import PrimeDepthPipeline
 
 from ..official import FULL, assert_close, full_size_state_dict, load_cases
 
 MODEL_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "labeller.")
+
+pytestmark = pytest.mark.slow  # the full-size architecture: ~35 s on 2 cores (CI runs it)
 
 
 @pytest.fixture(scope="module")

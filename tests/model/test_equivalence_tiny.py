@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from primedepth.model.attention_maps import AttentionMapSink, capturing_attention_maps, pool_self_attention_probabilities
 from primedepth.convert import convert_state_dict
+from primedepth.model.attention_maps import AttentionMapSink, capturing_attention_maps, pool_self_attention_probabilities
 from primedepth.model.preimage import add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
-
 from primedepth.pipeline import PrimeDepthPipeline
 
 from ..official import TINY, assert_close, load_cases, tiny_config, tiny_state_dict

@@ -126,6 +126,7 @@ def tiny_encoder(tiny_tower):
 # --- golden: full-size ViT-H/14 text tower vs the official embedder ------------------------------
 
 
+@pytest.mark.slow
 def test_full_size_text_tower_matches_official_context(official_fixtures: Path) -> None:
     rows = [
         line.rstrip("\n").split("\t")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from ..constants import DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
 from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS, OUTPUT_SUFFIXES
@@ -110,8 +110,6 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
-    from ..ensemble import DEFAULT_ENSEMBLE, ENSEMBLE_MEMBERS  # lazy: start-up speed (loads the adapters)
-
     group.add_argument("--ensemble", choices=tuple(ENSEMBLE_MEMBERS),
                        help="average PrimeDepth with this model, aligned to it by least squares "
                        "(same device and dtype; see below)")

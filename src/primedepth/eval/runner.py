@@ -170,7 +170,7 @@ def run_dataset(
     samples = dataset.samples if max_images is None else dataset.samples[:max_images]
     rows: list[dict[str, Any]] = []
     inferred = 0
-    for sample in tqdm(samples, desc=f"{spec.title} [{adapter.name}]", disable=not progress):
+    for sample in tqdm(samples, desc=f"primedepth eval {spec.title} [{adapter.name}]", disable=None if progress else True):
         prediction, ran = predict_sample(adapter, dataset, sample, folder / "predictions")
         inferred += ran
         metrics = evaluate_sample(prediction, dataset, sample, adapter.output_space)
