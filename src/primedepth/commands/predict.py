@@ -71,7 +71,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_input_options(parser.add_argument_group("inputs"))
     _add_model_options(parser.add_argument_group("model"))
     _add_output_options(parser.add_argument_group("outputs"))
+    _add_engine_options(parser.add_argument_group("engine"))
     parser.set_defaults(handler=run)
+
+
+ENGINES = ("local", "ray")
+
+
+def _add_engine_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--engine", choices=ENGINES, default="local",
+                       help="local: this process (default); ray: Ray Data actors, one model each "
+                       "(pip install 'primedepth[ray]')")
+    group.add_argument("--ray-address", metavar="ADDRESS",
+                       help="Ray cluster to join ('auto' for the running one; default: start a local instance)")
+    group.add_argument("--actors", type=int, metavar="N", help="model actors for --engine ray (default: 1)")
+    group.add_argument("--gpus-per-actor", type=float, default=None, metavar="G",
+                       help="GPUs each actor holds for --engine ray (default: 1 when GPUs exist, else 0)")
 
 
 def _add_input_options(group: argparse._ArgumentGroup) -> None:
@@ -163,7 +178,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{output_dir}: output path exists and is not a folder")
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
     _announce(items, output_dir)
-    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
+    if args.engine == "ray":
+        from ..distributed import run_ray_job  # lazy: ray is an optional extra
+
+        summary = run_ray_job(items, args, options)
+    else:
+        summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
     print(summary.format(output_dir), file=sys.stderr)
     return 0 if summary.ok else 1
 

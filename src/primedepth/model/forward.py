@@ -149,11 +149,14 @@ def compute_preimage(
     encoder_norm_eps: float = VAE_ENCODER_NORM_EPS,
 ) -> Preimage:
     """The frozen half, materialised (all steps kept) and without autograd: training's input."""
-    vae = modules.vae
-    latents = encode_latents(vae, pixel_values.to(vae.device, vae.dtype), noise.posterior.to(vae.device),
-                             encoder_norm_eps=encoder_norm_eps)
+    latents = _encode(modules.vae, pixel_values, noise, None, encoder_norm_eps)
     preimage = walk_preimage(modules.unet, modules.scheduler, latents, context, noise.step)
     return Preimage(list(preimage.steps), preimage.temb, preimage.context)
+
+
+def _encode(vae: AutoencoderKL, pixel_values: torch.Tensor, noise: LatentNoise, chunk: int | None, eps: float) -> torch.Tensor:
+    """`encode_latents` with the inputs moved to the VAE's device and dtype."""
+    return encode_latents(vae, pixel_values.to(vae.device, vae.dtype), noise.posterior.to(vae.device), chunk, eps)
 
 
 def _run_head(head: LabelHead, features: torch.Tensor, chunk: int | None) -> torch.Tensor:
@@ -195,10 +198,8 @@ def forward(
     `chunk`: images per call of the full-resolution stages (VAE encoder, heads), which hold the
     memory peak; the UNet walk always takes the whole batch. `placement`: see `Placement`.
     """
-    vae = modules.vae
-    with placement(vae):
-        latents = encode_latents(vae, pixel_values.to(vae.device, vae.dtype), noise.posterior.to(vae.device),
-                                 chunk, encoder_norm_eps)
+    with placement(modules.vae):
+        latents = _encode(modules.vae, pixel_values, noise, chunk, encoder_norm_eps)
     segmentation_head = modules.segmentation_head if segmentation else None
     trained = [m for m in (modules.refiner, modules.depth_head, segmentation_head) if m is not None]
     with placement(modules.unet, *trained):
