@@ -25,7 +25,8 @@ def test_disparity_fit_ignores_non_positive_prediction_and_truth():
     gt = np.array([[1.0, 2.0, 4.0, 0.0, 5.0]])
     pred = 2.0 / np.where(gt > 0, gt, 1.0) + 1.0
     pred[0, 4] = -3.0  # non-positive prediction: not fitted
-    depth = align_disparity(pred, gt, np.ones_like(gt, bool))
+    depth, scale, shift = align_disparity(pred, gt, np.ones_like(gt, bool))
+    assert (scale, shift) == pytest.approx((0.5, -0.5))  # pred = 2 / gt + 1
     np.testing.assert_allclose(depth[0, :3], gt[0, :3])
     # pred = -3 maps to disparity (-3 - 1) / 2 < 0, clipped to 1e-3, i.e. 1000 m
     assert depth[0, 4] == pytest.approx(1.0 / ALIGNED_DISPARITY_MIN)
@@ -52,28 +53,43 @@ def test_align_clips_to_dataset_range_in_both_spaces():
 
 @pytest.mark.parametrize("shape, max_res", [((4032, 6048), 1024), ((100, 37), 20), ((375, 1242), 300), ((7, 9), 5)])
 def test_nearest_downsample_matches_torch_nearest(shape, max_res):
+    """Default ("width"): a 3-D tensor through torch's nearest Upsample, as the reference does: rows
+    kept, columns thinned. "both": the 4-D behaviour, both sides thinned."""
     array = np.arange(shape[0] * shape[1], dtype=np.float64).reshape(shape)
     factor = min(max_res / shape[0], max_res / shape[1])
-    reference = torch.nn.functional.interpolate(
-        torch.as_tensor(array)[None, None], scale_factor=factor, mode="nearest"
-    )[0, 0].numpy()
-    np.testing.assert_array_equal(nearest_downsample(array, max_res), reference)
-    assert max(nearest_downsample(array, max_res).shape) <= max_res
+    width_only = torch.nn.Upsample(scale_factor=factor, mode="nearest")(torch.as_tensor(array)[None])[0].numpy()
+    both = torch.nn.functional.interpolate(torch.as_tensor(array)[None, None], scale_factor=factor, mode="nearest")[0, 0]
+    np.testing.assert_array_equal(nearest_downsample(array, max_res), width_only)
+    np.testing.assert_array_equal(nearest_downsample(array, max_res, "both"), both.numpy())
+    with pytest.raises(InputError, match="unknown downsample mode"):
+        nearest_downsample(array, max_res, "height")
 
 
-def test_downsample_is_a_no_op_when_small_and_fit_applies_at_full_res():
-    array = np.ones((10, 12))
-    assert nearest_downsample(array, 12) is array
-    rng = np.random.default_rng(1)
-    gt = rng.uniform(1, 5, (64, 96))
-    pred = 1.0 / gt * 0.3 + 0.1
-    mask = np.ones_like(gt, bool)
-    depth = align(pred, gt, mask, "disparity", 1e-5, np.inf, max_res=16)
-    np.testing.assert_allclose(depth, gt, rtol=1e-9)
-    with pytest.raises(InputError, match="positive"):
-        nearest_downsample(array, 0)
+# Scale and shift computed by the reference evaluation's own `align_depth_least_square` (Marigold,
+# src/util/alignment.py @ b1dffaa, run outside this project on these generated arrays, float32).
+REFERENCE_FITS = {
+    "eth3d_like": ((62, 93), 32, (-6.5901947021484375, 7.409012317657471), (0.9741951823234558, 0.007315166760236025)),
+    "wide": ((40, 130), 50, (-6.896522045135498, 7.419710159301758), (0.9722785949707031, 0.008587928488850594)),
+    "tall": ((120, 45), 60, (-6.051357269287109, 7.221441745758057), (0.9779629707336426, 0.004956782329827547)),
+}
 
 
-def test_too_few_pixels_is_a_clear_error():
-    with pytest.raises(InputError, match="at least 2 valid pixels"):
-        fit_scale_shift(np.ones((2, 2)), np.ones((2, 2)), np.eye(2, dtype=bool) & False)
+def _reference_arrays(shape):
+    rng = np.random.default_rng(sum(shape))
+    gt = rng.uniform(0.5, 10.0, shape).astype(np.float32)
+    valid = rng.uniform(0, 1, shape) > 0.3
+    wave = 0.02 * np.sin(np.arange(shape[1]) / 3.0)[None, :]
+    pred = (1.0 / gt + 0.05 * rng.standard_normal(shape) + wave).astype(np.float32)
+    return gt, pred, valid
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_FITS))
+def test_downsampled_fits_equal_the_reference_evaluation(name):
+    shape, max_res, depth_fit, disparity_fit = REFERENCE_FITS[name]
+    gt, pred, valid = _reference_arrays(shape)
+    assert fit_scale_shift(pred, gt, valid, max_res) == pytest.approx(depth_fit, rel=2e-4)
+    fit_mask = valid & (gt > 0) & (pred > 0)
+    disparity = fit_scale_shift(pred, 1.0 / gt, fit_mask, max_res)
+    assert disparity == pytest.approx(disparity_fit, rel=2e-4, abs=1e-6)
+    # the two-sided variant fits on other pixels, hence another model
+    assert fit_scale_shift(pred, gt, valid, max_res, "both") != pytest.approx(depth_fit, rel=2e-4)

@@ -41,9 +41,10 @@ def test_all_datasets_with_a_user_adapter(eval_data, tmp_path, adapter_file, cap
     printed = capsys.readouterr()
     table = printed.out.splitlines()
     assert table[0] == "Model: user-model (aligned in disparity space)"
-    titles = [line.split()[0] for line in table[3:8]]
+    assert table[1].startswith("Protocol: Marigold affine-invariant protocol")  # every number names it
+    titles = [line.split()[0] for line in table[4:9]]
     assert titles == ["NYUv2", "KITTI", "ETH3D", "ScanNet", "DIODE"]
-    assert table[3].split()[1:] == ["2", "0.0", "100.0"]
+    assert table[4].split()[1:] == ["2", "0.0", "100.0"]
     assert "protocol has 654" in printed.err  # tiny archives are flagged as not comparable
     summary = json.loads((out / "user-model" / "summary.json").read_text())
     assert set(summary) == {"nyu", "kitti", "eth3d", "scannet", "diode"}

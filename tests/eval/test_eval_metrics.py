@@ -132,3 +132,30 @@ def test_bad_input_errors(kwargs, message):
     args.update(kwargs)
     with pytest.raises(InputError, match=message):
         evaluate_prediction(**args)
+
+
+def test_dataset_name_brings_the_protocol_settings_and_the_fit_is_reported():
+    """`dataset="nyu"`: NYU's range and Eigen crop; the result has the fitted scale and shift."""
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0.5, 9.0, (480, 640))
+    gt[0:40, :] = 20.0  # beyond NYU's 10 m and outside the Eigen crop
+    pred = 2.0 / gt + 0.3
+    result = evaluate_prediction(pred, gt, dataset="nyu")
+    assert result.metrics["abs_rel"] == pytest.approx(0.0, abs=1e-9)
+    assert (result.scale, result.shift) == pytest.approx((0.5, -0.15))
+    assert "Marigold" in result.protocol and result.space == "disparity"
+    by_hand = evaluate_prediction(pred, gt, min_depth=1e-3, max_depth=10.0, crop="nyu_eigen")
+    assert by_hand.metrics == result.metrics
+    metrics, aligned = result  # the two-value form of earlier releases still unpacks
+    assert aligned.shape == gt.shape and metrics is result.metrics
+
+
+def test_full_size_kitti_maps_get_the_benchmark_crop():
+    rng = np.random.default_rng(4)
+    gt = rng.uniform(1.0, 70.0, (375, 1242))
+    pred = 1.0 / gt
+    pred[:23, :] = 99.0  # rows above the KB crop (375 - 352 = 23) are not evaluated
+    result = evaluate_prediction(pred, gt, dataset="kitti")
+    assert result.aligned.shape == (352, 1216) and result.metrics["delta1"] == 1.0
+    with pytest.raises(InputError, match="unknown dataset"):
+        evaluate_prediction(pred, gt, dataset="nyu2")

@@ -36,23 +36,32 @@ def check_space(space: str) -> Space:
     return space  # type: ignore[return-value]
 
 
-def nearest_downsample(array: np.ndarray, max_res: int | None) -> np.ndarray:
-    """Nearest-neighbour copy whose longer side is at most `max_res` (no-op when it fits).
+# How the fit's pixels are thinned at `alignment_max_res` (ETH3D's 1024):
+# - "width" (default, the reference protocol): Marigold's evaluation passes the (1, H, W) arrays to
+#   `torch.nn.Upsample(mode="nearest")`, which resamples only the last axis of a 3-D tensor, so
+#   every row is kept and only the columns are thinned by the factor min(max_res / (H, W));
+# - "both": both sides thinned by that factor (what the protocol's wording suggests); it fits on
+#   a different pixel set, so scale and shift differ from the published numbers' fits.
+DOWNSAMPLE_MODES = ("width", "both")
+
+
+def nearest_downsample(array: np.ndarray, max_res: int | None, mode: str = "width") -> np.ndarray:
+    """The pixels the fit uses at `max_res` (no-op when both sides fit); see `DOWNSAMPLE_MODES`.
 
     Indices follow torch's `interpolate(mode="nearest", scale_factor=f)`: the output size is
-    floor(size * f) and output index i reads input index floor(i / f). Upstream Marigold
-    passes a 3-D tensor there, which only shrinks the width; we shrink both sides, as the
-    protocol describes. Only the pixels used for the fit differ, never the fitted model.
+    floor(size * f) and output index i reads input index floor(i / f).
     """
     if max_res is None:
         return array
     if max_res <= 0:
         raise InputError(f"alignment_max_res must be positive, got {max_res}")
+    if mode not in DOWNSAMPLE_MODES:
+        raise InputError(f"unknown downsample mode {mode!r}; expected one of {', '.join(DOWNSAMPLE_MODES)}")
     height, width = array.shape[-2:]
     factor = min(max_res / height, max_res / width)
     if factor >= 1:
         return array
-    rows = _nearest_indices(height, factor)
+    rows = _nearest_indices(height, factor) if mode == "both" else np.arange(height)
     cols = _nearest_indices(width, factor)
     return array[..., rows[:, None], cols[None, :]]
 
@@ -67,7 +76,7 @@ def _nearest_indices(size: int, factor: float) -> np.ndarray:
 
 
 def fit_scale_shift(
-    pred: np.ndarray, target: np.ndarray, mask: np.ndarray, max_res: int | None = None
+    pred: np.ndarray, target: np.ndarray, mask: np.ndarray, max_res: int | None = None, downsample: str = "width"
 ) -> tuple[float, float]:
     """Least-squares (scale, shift) with `scale * pred + shift ~ target` on `mask`.
 
@@ -75,9 +84,9 @@ def fit_scale_shift(
     (`primedepth.ensemble.align_to_reference`) fits with it too, so what users run and what
     the benchmark scores cannot drift apart.
     """
-    pred_fit = nearest_downsample(pred, max_res)
-    target_fit = nearest_downsample(target, max_res)
-    mask_fit = nearest_downsample(mask, max_res)
+    pred_fit = nearest_downsample(pred, max_res, downsample)
+    target_fit = nearest_downsample(target, max_res, downsample)
+    mask_fit = nearest_downsample(mask, max_res, downsample)
     x = pred_fit[mask_fit].astype(np.float64)
     y = target_fit[mask_fit].astype(np.float64)
     if x.size < 2:
@@ -97,20 +106,21 @@ def depth_to_disparity(depth: np.ndarray) -> np.ndarray:
 
 def align_depth(
     pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, max_res: int | None = None
-) -> np.ndarray:
-    """Depth-space alignment: the fitted affine map applied to the full prediction."""
+) -> tuple[np.ndarray, float, float]:
+    """Depth-space alignment: (the fitted affine map applied to the full prediction, scale, shift)."""
     scale, shift = fit_scale_shift(pred, gt, mask, max_res)
-    return pred.astype(np.float64) * scale + shift
+    return pred.astype(np.float64) * scale + shift, scale, shift
 
 
 def align_disparity(
     pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, max_res: int | None = None
-) -> np.ndarray:
-    """Disparity-space alignment, returned as depth (aligned disparity clipped, then inverted)."""
+) -> tuple[np.ndarray, float, float]:
+    """Disparity-space alignment: (depth from the aligned disparity, clipped then inverted; the
+    disparity scale and shift)."""
     fit_mask = mask & (gt > 0) & (pred > 0)
     scale, shift = fit_scale_shift(pred, depth_to_disparity(gt), fit_mask, max_res)
     disparity = np.maximum(pred.astype(np.float64) * scale + shift, ALIGNED_DISPARITY_MIN)
-    return 1.0 / disparity
+    return 1.0 / disparity, scale, shift
 
 
 def clip_to_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
@@ -128,5 +138,19 @@ def align(
     max_res: int | None = None,
 ) -> np.ndarray:
     """Full protocol alignment: fit in `space`, return depth clipped to the dataset range."""
+    return align_with_fit(pred, gt, mask, space, min_depth, max_depth, max_res)[0]
+
+
+def align_with_fit(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    mask: np.ndarray,
+    space: str,
+    min_depth: float,
+    max_depth: float,
+    max_res: int | None = None,
+) -> tuple[np.ndarray, float, float]:
+    """`align`, also returning the fitted scale and shift (in `space`)."""
     aligner = align_depth if check_space(space) == "depth" else align_disparity
-    return clip_to_range(aligner(pred, gt, mask, max_res), min_depth, max_depth)
+    depth, scale, shift = aligner(pred, gt, mask, max_res)
+    return clip_to_range(depth, min_depth, max_depth), scale, shift

@@ -1,17 +1,29 @@
 """Evaluate one prediction against one ground truth: the single code path of every benchmark run.
 
-Users with their own data call `evaluate_prediction` directly; the dataset runner calls the
-same function with the protocol settings of each dataset.
+Users with their own data call `evaluate_prediction` directly (with `dataset="nyu"` etc. for a
+benchmark's ranges, crop and mask rule); the dataset runner calls the same function with the
+protocol settings of each dataset.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
-from .alignment import align, check_space
-from .crops import Crop, crop_mask
+from .alignment import align_with_fit, check_space
+from .crops import KB_CROP_HEIGHT, KB_CROP_WIDTH, Crop, crop_mask, kb_crop
+from .datasets import get_spec
 from .metrics import METRIC_NAMES, compute_metrics
+
+# Every number the package reports is under this protocol; the paper's tables are too. Numbers
+# published under other protocols (metric depth, median scaling, other crops) are not comparable.
+PROTOCOL = "Marigold affine-invariant protocol (per-image least-squares scale and shift)"
 
 # Default valid range when the caller gives none: the smallest protocol minimum, no maximum.
 DEFAULT_MIN_DEPTH = 1e-5
@@ -49,38 +61,93 @@ def valid_pixels(
     return valid & crop_mask(crop, gt.shape)
 
 
+@dataclass
+class Evaluation:
+    """The score of one prediction: `metrics` (every metric of `METRIC_NAMES`, NaN when no pixel
+    is valid), `aligned` depth (float32, metres), the fitted `scale` and `shift` (in `space`), and
+    the `protocol` they follow. Unpacks as `metrics, aligned = evaluation` (the form before 0.2)."""
+
+    metrics: dict[str, float]
+    aligned: np.ndarray
+    scale: float
+    shift: float
+    space: str
+    protocol: str = PROTOCOL
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.metrics, self.aligned))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.metrics, self.aligned)[index]
+
+
+def _dataset_settings(dataset: str, gt: np.ndarray, pred: np.ndarray, valid_mask: np.ndarray | None) -> tuple:
+    """A benchmark's range, crop and max fit size; KITTI maps at full size get the benchmark crop."""
+    spec = get_spec(dataset)
+    if spec.kb_crop and gt.shape != (KB_CROP_HEIGHT, KB_CROP_WIDTH):
+        gt, pred = kb_crop(gt), kb_crop(pred) if pred.shape == gt.shape else pred
+        valid_mask = None if valid_mask is None else kb_crop(_as_2d(valid_mask, "valid_mask"))
+    return gt, pred, valid_mask, spec.min_depth, spec.max_depth, spec.eval_crop, spec.alignment_max_res
+
+
 def evaluate_prediction(
     pred: np.ndarray,
     gt: np.ndarray,
     valid_mask: np.ndarray | None = None,
-    min_depth: float = DEFAULT_MIN_DEPTH,
-    max_depth: float = DEFAULT_MAX_DEPTH,
+    min_depth: float | None = None,
+    max_depth: float | None = None,
     space: str = "disparity",
     crop: Crop | None = None,
     alignment_max_res: int | None = None,
-) -> tuple[dict[str, float], np.ndarray]:
-    """Align an affine-invariant prediction to metric ground truth and score it.
+    dataset: str | None = None,
+) -> Evaluation:
+    """Align an affine-invariant prediction to metric ground truth and score it (see `PROTOCOL`).
 
     Args:
         pred: (H, W) prediction at the ground-truth resolution, in `space` (relative depth or
             disparity, any scale and shift). Use `resize_prediction` first if it is smaller.
         gt: (H, W) ground-truth depth in metres; 0, negative, NaN or inf mean "no measurement".
-        valid_mask: optional boolean (H, W) mask; when None, min_depth < gt < max_depth.
-        min_depth, max_depth: dataset range; the aligned depth is clipped to it.
+        valid_mask: optional boolean (H, W) mask. A given mask REPLACES the range test (as for
+            DIODE, whose released mask is used as it is); pixels without a positive finite
+            truth are always out. When None: min_depth < gt < max_depth.
+        min_depth, max_depth: range of valid truth; the aligned depth is clipped to it
+            (default: the dataset's, else 1e-5 and no maximum).
         space: "disparity" for inverse-depth models (PrimeDepth, Depth Anything), "depth" for
             depth models (Marigold). Aligning in the wrong space inflates the error a lot.
         crop: evaluation crop ("nyu_eigen", "kitti_eigen", "kitti_garg" or pixel bounds
-            (top, bottom, left, right)); pixels outside are not scored.
-        alignment_max_res: fit the scale and shift on a nearest-downsampled copy whose longer
-            side is at most this (ETH3D uses 1024); the fit is applied at full resolution.
+            (top, bottom, left, right)); pixels outside are not scored (default: the dataset's).
+        alignment_max_res: fit on the pixels of a nearest-downsampled copy (the reference's
+            width-only rule, see `alignment.DOWNSAMPLE_MODES`); the fit is applied at full
+            resolution (default: the dataset's, e.g. 1024 for ETH3D).
+        dataset: a benchmark name ("nyu", "kitti", "eth3d", "scannet", "diode", ...) whose
+            protocol settings fill every argument left None; full-size KITTI maps get the
+            benchmark (KB) crop first.
 
     Returns:
-        (metrics, aligned): every metric of `METRIC_NAMES` (NaN when no pixel is valid) and the
-        aligned, clipped depth map (float32, H x W, metres).
+        An `Evaluation` (metrics, aligned depth, scale, shift, protocol).
     """
     check_space(space)
-    gt = _as_2d(gt, "ground truth").astype(np.float64)
-    pred = _as_2d(pred, "prediction")
+    gt, pred = _as_2d(gt, "ground truth"), _as_2d(pred, "prediction")
+    if dataset is not None:
+        gt, pred, valid_mask, *defaults = _dataset_settings(dataset, gt, pred, valid_mask)
+        min_depth, max_depth, crop, alignment_max_res = (
+            given if given is not None else default
+            for given, default in zip((min_depth, max_depth, crop, alignment_max_res), defaults)
+        )
+    min_depth = DEFAULT_MIN_DEPTH if min_depth is None else min_depth
+    max_depth = DEFAULT_MAX_DEPTH if max_depth is None else max_depth
+    _check_inputs(pred, gt, min_depth, max_depth)
+    gt = gt.astype(np.float64)
+    valid = valid_pixels(gt, valid_mask, min_depth, max_depth, crop)
+    if np.count_nonzero(valid) < 2:
+        nan_metrics = {name: float("nan") for name in METRIC_NAMES}
+        return Evaluation(nan_metrics, np.full(gt.shape, np.nan, dtype=np.float32), float("nan"), float("nan"), space)
+    aligned, scale, shift = align_with_fit(pred.astype(np.float64), gt, valid, space, min_depth, max_depth,
+                                           alignment_max_res)
+    return Evaluation(compute_metrics(aligned, gt, valid), aligned.astype(np.float32), scale, shift, space)
+
+
+def _check_inputs(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> None:
     if pred.shape != gt.shape:
         raise InputError(
             f"prediction shape {pred.shape} differs from ground truth {gt.shape}; "
@@ -90,13 +157,6 @@ def evaluate_prediction(
         raise InputError("prediction contains NaN or infinite values")
     if min_depth >= max_depth:
         raise InputError(f"min_depth ({min_depth}) must be below max_depth ({max_depth})")
-    valid = valid_pixels(gt, valid_mask, min_depth, max_depth, crop)
-    pred = pred.astype(np.float64)
-    if np.count_nonzero(valid) < 2:
-        nan_metrics = {name: float("nan") for name in METRIC_NAMES}
-        return nan_metrics, np.full(gt.shape, np.nan, dtype=np.float32)
-    aligned = align(pred, gt, valid, space, min_depth, max_depth, alignment_max_res)
-    return compute_metrics(aligned, gt, valid), aligned.astype(np.float32)
 
 
 def resize_prediction(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -105,9 +165,6 @@ def resize_prediction(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     This matches how the protocol brings a prediction made at the processing resolution back
     to the ground-truth resolution.
     """
-    import torch
-    import torch.nn.functional as F
-
     pred = _as_2d(pred, "prediction")
     if tuple(pred.shape) == tuple(shape):
         return pred.astype(np.float32)

@@ -29,7 +29,7 @@ from ..adapters import DepthModel, check_adapter, check_output, safe_name
 from ..errors import InputError
 from ..io.atomic import save_npy_atomic
 from .datasets import EvalDataset, Sample, prediction_name
-from .evaluate import evaluate_prediction, resize_prediction
+from .evaluate import PROTOCOL, evaluate_prediction, resize_prediction
 from .metrics import METRIC_NAMES, average_metrics
 
 # Papers report AbsRel and delta1 in percent.
@@ -89,7 +89,9 @@ def _protocol(dataset: EvalDataset, space: str) -> dict[str, Any]:
     """The protocol settings a result was obtained with, for the summary files."""
     spec = dataset.spec
     return {
+        "name": PROTOCOL,
         "alignment_space": space,
+        "alignment_downsample": "width",
         "min_depth": spec.min_depth,
         "max_depth": spec.max_depth if math.isfinite(spec.max_depth) else "inf",
         "eval_crop": spec.eval_crop,
@@ -264,8 +266,8 @@ def format_table(results: list[DatasetResult]) -> str:
     if not results:
         return "(no results)"
     header = f"{'Dataset':<10} {'Images':>6} {'AbsRel x100':>11} {'delta1 x100':>11}"
-    lines = [f"Model: {results[0].model} (aligned in {results[0].output_space} space)", header,
-             "-" * len(header)]
+    lines = [f"Model: {results[0].model} (aligned in {results[0].output_space} space)",
+             f"Protocol: {PROTOCOL}; numbers under other protocols are not comparable", header, "-" * len(header)]
     for result in results:
         abs_rel, delta1 = (result.metrics[name] * PERCENT for name in TABLE_METRICS)
         lines.append(f"{result.title:<10} {result.num_images:>6} {abs_rel:>11.1f} {delta1:>11.1f}")
