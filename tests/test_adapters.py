@@ -40,7 +40,8 @@ def test_build_adapter_resolves_names_without_loading(tmp_path):
     assert isinstance(ours, PrimeDepthAdapter) and ours.output_space == "disparity"
     assert ours.name == "primedepth-my_model" and build_adapter("CVL-Heidelberg/PrimeDepth").name == "primedepth"
     ensemble = build_adapter("ensemble", primedepth_model=str(tmp_path / "m"))
-    assert isinstance(ensemble, EnsembleAdapter) and ensemble.name == "primedepth-m+depth-anything-v2-large"
+    assert isinstance(ensemble, EnsembleAdapter) and ensemble.name == "primedepth-m+depth-anything-large"
+    assert ensemble.other.model_id == "LiheYoung/depth-anything-large-hf"  # the paper's PD + DA row: V1 Large
     assert all(a._pipeline is None for a in (v10, v11, ours))  # nothing loaded yet
     with pytest.raises(InputError, match="unknown dtype"):
         build_adapter("marigold-v1-1", dtype="int8")

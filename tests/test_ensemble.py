@@ -64,7 +64,7 @@ def test_cli_writes_the_ensemble_in_every_output(capsys, tiny_model, tiny_depth_
                      "--ensemble-model", str(tiny_depth_anything)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "done 2" in err and "depth is the ensemble PrimeDepth + Depth Anything V2" in err
+    assert "done 2" in err and "depth is the ensemble PrimeDepth + Depth Anything" in err
     for name, ensemble in expected.items():
         np.testing.assert_allclose(np.load(out / f"{name}_depth.npy"), ensemble, rtol=1e-5, atol=1e-6)
         step = (ensemble.max() - ensemble.min()) / 65535
@@ -121,7 +121,7 @@ def test_unavailable_hub_weights_say_what_was_looked_for_and_how_to_fix(capsys, 
                      "--ensemble", "depth-anything-v2-large"])
     err = capsys.readouterr().err
     assert code == WeightsNotFoundError.exit_code and "Traceback" not in err
-    assert "could not get the Depth Anything V2 weights 'depth-anything/Depth-Anything-V2-Large-hf'" in err
+    assert "could not get the Depth Anything weights 'depth-anything/Depth-Anything-V2-Large-hf'" in err
     assert "HF_HUB_OFFLINE" in err and "--ensemble-model PATH" in err
     assert not out.exists() or not any(out.rglob("*.png"))
     with pytest.raises(WeightsNotFoundError, match="no-such-org/no-such-model"):
@@ -143,3 +143,27 @@ def test_a_misspelt_name_is_an_input_error_listing_the_names(tiny_model, photos)
 
     with pytest.raises(InputError, match="neither a folder nor a hub repository id.*depth-anything-v2-large"):
         predict(photos / "a.png", model=tiny_model, device="cpu", ensemble="depth-anything-v2-lrge")
+
+
+def test_the_default_ensemble_is_the_papers_row_and_licences_are_printed(capsys, photos, tmp_path, monkeypatch):
+    """The paper's PD + DA row uses Depth Anything V1 Large; the job names every model's licence."""
+    from primedepth.commands import predict as predict_command
+    from primedepth.constants import DEFAULT_ENSEMBLE, ENSEMBLE_MEMBERS
+
+    assert ENSEMBLE_MEMBERS[DEFAULT_ENSEMBLE] == "LiheYoung/depth-anything-large-hf"
+    parser = cli.build_parser()
+    args = parser.parse_args(["predict", str(photos / "a.png"), "--ensemble", "depth-anything-v2-large"])
+    notes = predict_command.licence_notes(args)
+    assert notes[0] == "licence of CVL-Heidelberg/PrimeDepth: CreativeML Open RAIL++-M (Stable Diffusion 2.1 weights; use restrictions apply)"
+    assert "depth-anything/Depth-Anything-V2-Large-hf: CC-BY-NC-4.0 (non-commercial use only)" in notes[1]
+    assert "Salesforce/blip2-opt-2.7b" in notes[2]  # the official model captions by default
+    small = parser.parse_args(["predict", "x.png", "--ensemble", "depth-anything-v2-small", "--prompt", ""])
+    assert predict_command.licence_notes(small)[1].endswith("Apache-2.0") and len(predict_command.licence_notes(small)) == 2
+
+
+def test_info_lists_the_licences_of_every_model(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for model in ("LiheYoung/depth-anything-large-hf", "depth-anything/Depth-Anything-V2-Base-hf", "Salesforce/blip2-opt-2.7b"):
+        assert model in out
+    assert "CC-BY-NC-4.0" in out and "RAIL++-M" in out

@@ -155,8 +155,8 @@ class MarigoldAdapter:
         return check_output(output.prediction, image, self.name)
 
 
-class DepthAnythingV2Adapter:
-    """Depth Anything V2 through transformers; predicts affine-invariant disparity."""
+class DepthAnythingAdapter:
+    """Depth Anything (V1 or V2, any size) through transformers; predicts affine-invariant disparity."""
 
     output_space = "disparity"
 
@@ -181,9 +181,9 @@ class DepthAnythingV2Adapter:
             model = DepthAnythingForDepthEstimation.from_pretrained(self.model_id, **dtype_kwargs(self.dtype))
         except Exception as error:  # noqa: BLE001 - offline, missing, HTTP, bad files: all end here
             if Path(self.model_id).is_dir():
-                raise PrimeDepthError(f"cannot load the Depth Anything V2 model folder {self.model_id} ({error})") from error
+                raise PrimeDepthError(f"cannot load the Depth Anything model folder {self.model_id} ({error})") from error
             raise weights_unavailable(
-                "Depth Anything V2 weights", self.model_id, error,
+                "Depth Anything weights", self.model_id, error,
                 alternatives="pass a local model folder (--ensemble-model PATH; Python: a folder path)",
             ) from error
         self._model = model.to(self.device).eval()
@@ -199,6 +199,9 @@ class DepthAnythingV2Adapter:
             disparity[:, None].float(), size=image.shape[:2], mode="bilinear", align_corners=False
         )
         return check_output(disparity[0, 0].cpu().numpy(), image, self.name)
+
+
+DepthAnythingV2Adapter = DepthAnythingAdapter  # the name before 0.2
 
 
 class PrimeDepthAdapter:

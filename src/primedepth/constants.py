@@ -35,8 +35,39 @@ VAE_DOWNSAMPLE = 8
 # Official weights on the Hugging Face hub.
 OFFICIAL_REPO_ID = "CVL-Heidelberg/PrimeDepth"
 
-# Depth Anything V2 Large: the paper's ensemble partner (weights CC-BY-NC-4.0).
+# Depth Anything on the hub (transformers format). The paper's PD + DA row uses V1 Large.
+DEPTH_ANYTHING_V1_LARGE_ID = "LiheYoung/depth-anything-large-hf"
+DEPTH_ANYTHING_V2_SMALL_ID = "depth-anything/Depth-Anything-V2-Small-hf"
+DEPTH_ANYTHING_V2_BASE_ID = "depth-anything/Depth-Anything-V2-Base-hf"
 DEPTH_ANYTHING_V2_LARGE_ID = "depth-anything/Depth-Anything-V2-Large-hf"
 # Names accepted by `--ensemble`, with the weights each stands for.
-ENSEMBLE_MEMBERS: dict[str, str] = {"depth-anything-v2-large": DEPTH_ANYTHING_V2_LARGE_ID}
-DEFAULT_ENSEMBLE = "depth-anything-v2-large"
+ENSEMBLE_MEMBERS: dict[str, str] = {
+    "depth-anything-large": DEPTH_ANYTHING_V1_LARGE_ID,
+    "depth-anything-v2-small": DEPTH_ANYTHING_V2_SMALL_ID,
+    "depth-anything-v2-base": DEPTH_ANYTHING_V2_BASE_ID,
+    "depth-anything-v2-large": DEPTH_ANYTHING_V2_LARGE_ID,
+}
+DEFAULT_ENSEMBLE = "depth-anything-large"  # the paper's row
+
+# BLIP-2, the captioner of prompt="auto" (the official inference captions every image with it).
+BLIP2_MODEL_ID = "Salesforce/blip2-opt-2.7b"
+
+# Licences of the weights the package downloads or runs (each model card's licence). Printed once
+# per job by the CLI and by `primedepth info`; the README has the same table.
+MODEL_LICENCES: dict[str, str] = {
+    OFFICIAL_REPO_ID: "CreativeML Open RAIL++-M (Stable Diffusion 2.1 weights; use restrictions apply)",
+    DEPTH_ANYTHING_V1_LARGE_ID: "Apache-2.0",
+    DEPTH_ANYTHING_V2_SMALL_ID: "Apache-2.0",
+    DEPTH_ANYTHING_V2_BASE_ID: "CC-BY-NC-4.0 (non-commercial use only)",
+    DEPTH_ANYTHING_V2_LARGE_ID: "CC-BY-NC-4.0 (non-commercial use only)",
+    BLIP2_MODEL_ID: "MIT (model card); its OPT-2.7b language model is under Meta's OPT licence",
+    "laion/CLIP-ViT-H-14-laion2B-s32B-b79K": "MIT",
+    "prs-eth/marigold-depth-v1-0": "Apache-2.0",
+    "prs-eth/marigold-depth-v1-1": "Apache-2.0",
+}
+CONVERTED_MODEL_LICENCE = MODEL_LICENCES[OFFICIAL_REPO_ID]
+
+
+def model_licence(source: str) -> str:
+    """The licence of a model by hub id; local folders and unknown ids: say where to look."""
+    return MODEL_LICENCES.get(str(source), "unknown: see the model card or the folder's licence file")

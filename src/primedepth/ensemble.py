@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .adapters import DepthAnythingV2Adapter
-from .constants import ENSEMBLE_MEMBERS
+from .adapters import DepthAnythingAdapter
+from .constants import ENSEMBLE_MEMBERS, model_licence
 from .errors import InputError
 from .eval.alignment import fit_scale_shift
 from .processing import ImageInput, to_rgb_uint8
@@ -130,8 +130,8 @@ def ensemble_source(member: str | os.PathLike[str]) -> str:
 def describe_ensemble(source: str) -> str:
     """What a depth output holds when it is an ensemble (PNG metadata and job summary)."""
     return (
-        f"PrimeDepth + Depth Anything V2 ({source}): Depth Anything's disparity aligned to "
-        "PrimeDepth's by least squares, then averaged"
+        f"PrimeDepth + Depth Anything ({source}; {model_licence(source)}): Depth Anything's disparity "
+        "aligned to PrimeDepth's by least squares, then averaged"
     )
 
 
@@ -141,7 +141,7 @@ def _looks_like_hub_id(source: str) -> bool:
 
 
 def load_ensemble(member: Any, device: Any, dtype: Any) -> DepthEnsemble:
-    """The ensemble with `member`: a name of `ENSEMBLE_MEMBERS`, a Depth Anything V2 hub id or
+    """The ensemble with `member`: a name of `ENSEMBLE_MEMBERS`, a Depth Anything hub id or
     model folder (loaded now, on `device` in `dtype`, so a missing model fails once), or an
     already loaded disparity adapter."""
     if not isinstance(member, (str, os.PathLike)):
@@ -153,7 +153,7 @@ def load_ensemble(member: Any, device: Any, dtype: Any) -> DepthEnsemble:
             f"ensemble model not found: {source} is neither a folder nor a hub repository id "
             f"(ensemble names: {', '.join(ENSEMBLE_MEMBERS)})"
         )
-    adapter = DepthAnythingV2Adapter(model_id=source, device=device, dtype=dtype,
+    adapter = DepthAnythingAdapter(model_id=source, device=device, dtype=dtype,
                                      name=Path(source.rstrip("/")).name or source)
     adapter.load()
     return DepthEnsemble(adapter, describe_ensemble(source))

@@ -268,8 +268,10 @@ def test_configure_forces_pad_zero_and_survives_save(tokenizer, tmp_path: Path) 
 
 
 def test_load_tokenizer_offline_gives_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(WeightsNotFoundError, match="laion/CLIP-ViT-H-14"):
+    """Only live sources (Stable Diffusion 2.x repositories were withdrawn), and which files to provide."""
+    with pytest.raises(WeightsNotFoundError, match="laion/CLIP-ViT-H-14") as error:
         load_tokenizer()
+    assert "stabilityai" not in str(error.value) and "vocab.json and merges.txt" in str(error.value)
     with pytest.raises(WeightsNotFoundError):
         load_tokenizer(tmp_path / "missing")
 

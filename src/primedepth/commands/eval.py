@@ -19,7 +19,8 @@ without the model.
 
 --model is one of: a PrimeDepth model folder or hub id (default: the official weights),
 marigold-v1-0 (50 steps x 10 members), marigold-v1-1 (checkpoint defaults),
-depth-anything-v2-large, ensemble (PrimeDepth + Depth Anything V2, GT-free average), or
+depth-anything-large (V1) and depth-anything-v2-small/base/large, ensemble (PrimeDepth +
+Depth Anything V1 Large, the paper's GT-free average), or
 your own adapter as 'package.module:attr' or 'file.py:attr' (an object with name,
 output_space and __call__(uint8 HxWx3 image) -> HxW float32 map, or a factory of one).
 """

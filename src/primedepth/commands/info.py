@@ -1,4 +1,4 @@
-"""`primedepth info MODEL`: what a model folder holds."""
+"""`primedepth info [MODEL]`: what a model folder holds, or the licences of the models we run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..constants import MODEL_LICENCES
 from ..errors import InputError
 
 LICENCE_FILE = "LICENSE-MODEL.md"
@@ -16,9 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="show the components, parameters, dtype, size and licence of a model folder",
         description="Print each component of a PrimeDepth model folder with its class, parameter "
-        "count, dtype and size on disk, and the licence the weights are under.",
+        "count, dtype and size on disk, and the licence the weights are under. Without MODEL, "
+        "list the licences of every model the package can download or run.",
     )
-    parser.add_argument("model", help="model folder (as written by `primedepth convert`)")
+    parser.add_argument("model", nargs="?", help="model folder (as written by `primedepth convert`)")
     parser.set_defaults(handler=run)
 
 
@@ -51,7 +53,17 @@ def _numel(shape: list[int]) -> int:
     return count
 
 
+def _print_licences() -> None:
+    width = max(len(model) for model in MODEL_LICENCES)
+    print(f"{'model':<{width}}  licence")
+    for model, licence in MODEL_LICENCES.items():
+        print(f"{model:<{width}}  {licence}")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.model is None:
+        _print_licences()
+        return 0
     folder = Path(args.model)
     if not (folder / "model_index.json").is_file():
         raise InputError(f"{folder} is not a model folder (no model_index.json)")

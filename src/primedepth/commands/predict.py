@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..constants import DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID
+from ..constants import BLIP2_MODEL_ID, DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID, model_licence
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
 from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS, OUTPUT_SUFFIXES
@@ -38,10 +38,10 @@ examples:
   primedepth predict photos/ --recursive -o depth/ --outputs png16,npy
   primedepth predict "shots/*.png" list.txt clip.mp4 --batch-size 4 --dtype bf16
   primedepth predict photos/ --model ./primedepth-model --colormap magma --seed 0
-  primedepth predict photos/ --ensemble depth-anything-v2-large -o depth_ensemble/
+  primedepth predict photos/ --ensemble depth-anything-large -o depth_ensemble/
 
 ensemble (--ensemble): the paper's best model, the pixel-wise average of PrimeDepth and
-Depth Anything V2. Without ground truth, Depth Anything's disparity is first aligned to
+Depth Anything (V1 Large by default, as in the paper; V2 Small/Base/Large on request). Without ground truth, Depth Anything's disparity is first aligned to
 PrimeDepth's by least squares; every output then holds the ensemble, and the depth PNGs
 say so in their 'depth_ensemble' text chunk. Use a fresh OUT_DIR (or --overwrite) when a
 folder already holds PrimeDepth-only outputs: existing outputs are never recomputed.
@@ -127,9 +127,10 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
 def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--ensemble", choices=tuple(ENSEMBLE_MEMBERS),
                        help="average PrimeDepth with this model, aligned to it by least squares "
-                       "(same device and dtype; see below)")
+                       f"(same device and dtype; the paper's row: {DEFAULT_ENSEMBLE}; "
+                       "V2 base/large are CC-BY-NC-4.0, non-commercial)")
     group.add_argument("--ensemble-model", metavar="PATH_OR_ID",
-                       help="hub id or local folder of the Depth Anything V2 weights for the ensemble; "
+                       help="hub id or local folder of Depth Anything weights (V1 or V2) for the ensemble; "
                        f"implies --ensemble (default: {ENSEMBLE_MEMBERS[DEFAULT_ENSEMBLE]})")
 
 
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{output_dir}: output path exists and is not a folder")
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
     _announce(items, output_dir)
+    for line in licence_notes(args):
+        print(line, file=sys.stderr)
     if args.engine == "ray":
         from ..distributed import run_ray_job  # lazy: ray is an optional extra
 
@@ -186,6 +189,23 @@ def run(args: argparse.Namespace) -> int:
         summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
     print(summary.format(output_dir), file=sys.stderr)
     return 0 if summary.ok else 1
+
+
+def licence_notes(args: argparse.Namespace) -> list[str]:
+    """One line per model the job runs, with the licence of its weights (printed once per job)."""
+    folder_licence = Path(args.model) / "LICENSE-MODEL.md"
+    if folder_licence.is_file():
+        model = f"{args.model}: {folder_licence.read_text(encoding='utf-8').splitlines()[0].lstrip('# ')}"
+    else:
+        model = f"{args.model}: {model_licence(args.model)}"
+    lines = [f"licence of {model}"]
+    member = args.ensemble_model or args.ensemble
+    if member:
+        source = ENSEMBLE_MEMBERS.get(member, member)
+        lines.append(f"licence of {source}: {model_licence(source)}")
+    if args.prompt == "auto" or (args.prompt is None and args.model == OFFICIAL_REPO_ID):
+        lines.append(f"licence of {BLIP2_MODEL_ID} (captions): {model_licence(BLIP2_MODEL_ID)}")
+    return lines
 
 
 def _announce(items: list, output_dir: Path) -> None:

@@ -30,7 +30,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 # Adapters moved to `primedepth.adapters` in 0.2; the old names work for one release.
-_MOVED = ("CallableAdapter", "DepthAdapter", "DepthAnythingV2Adapter", "MarigoldAdapter", "PrimeDepthAdapter",
+_MOVED = ("CallableAdapter", "DepthAdapter", "DepthAnythingAdapter", "DepthAnythingV2Adapter", "MarigoldAdapter", "PrimeDepthAdapter",
           "load_user_adapter")
 
 

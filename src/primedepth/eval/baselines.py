@@ -1,7 +1,7 @@
 """The models `primedepth eval --model NAME` knows by name, built from `primedepth.adapters`.
 
-Names: the baselines (Marigold v1-0 with its CVPR protocol, Marigold v1-1, Depth Anything V2
-Large), "ensemble" (PrimeDepth + Depth Anything V2, the paper's best row), a user adapter
+Names: the baselines (Marigold v1-0 with its CVPR protocol, Marigold v1-1, the Depth Anything
+models of `--ensemble`), "ensemble" (PrimeDepth + Depth Anything V1 Large, the paper's best row), a user adapter
 ("module:attr" or "file.py:attr"), or anything else as a PrimeDepth model (hub id, folder, .ckpt).
 """
 
@@ -13,18 +13,18 @@ from typing import Any
 import torch
 
 from ..adapters import (
-    DepthAnythingV2Adapter,
+    DepthAnythingAdapter,
     DepthModel,
     MarigoldAdapter,
     PrimeDepthAdapter,
     load_user_adapter,
 )
-from ..constants import OFFICIAL_REPO_ID
+from ..constants import DEFAULT_ENSEMBLE, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID
 from ..ensemble import EnsembleAdapter
 
 __all__ = ["BASELINE_NAMES", "build_adapter"]
 
-BASELINE_NAMES = ("marigold-v1-0", "marigold-v1-1", "depth-anything-v2-large", "ensemble")
+BASELINE_NAMES = ("marigold-v1-0", "marigold-v1-1", "depth-anything-large", "depth-anything-v2-large", "ensemble")
 
 
 def build_adapter(
@@ -42,12 +42,12 @@ def build_adapter(
         return MarigoldAdapter("v1-0", device=device, dtype=dtype, seed=seed)
     if model == "marigold-v1-1":
         return MarigoldAdapter("v1-1", device=device, dtype=dtype, seed=seed)
-    if model == "depth-anything-v2-large":
-        return DepthAnythingV2Adapter(device=device, dtype=dtype)
-    if model == "ensemble":
+    if model in ENSEMBLE_MEMBERS:  # the Depth Anything models, by the names --ensemble takes
+        return DepthAnythingAdapter(ENSEMBLE_MEMBERS[model], device=device, dtype=dtype, name=model)
+    if model == "ensemble":  # the paper's PD + DA row: Depth Anything V1 Large
         return EnsembleAdapter(
             PrimeDepthAdapter(primedepth_model, device=device, dtype=dtype, seed=seed),
-            DepthAnythingV2Adapter(device=device, dtype=dtype),
+            DepthAnythingAdapter(ENSEMBLE_MEMBERS[DEFAULT_ENSEMBLE], device=device, dtype=dtype, name=DEFAULT_ENSEMBLE),
         )
     if ":" in model and not Path(model).exists():
         return load_user_adapter(model)

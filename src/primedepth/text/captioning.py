@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..constants import BLIP2_MODEL_ID
 from ..devices import dtype_kwargs
 from ..errors import InputError, WeightsNotFoundError, weights_unavailable
 from ..processing import ImageInput, as_image_list, to_rgb_uint8
 
-BLIP2_MODEL_ID = "Salesforce/blip2-opt-2.7b"
 
 ImageLike = ImageInput
 

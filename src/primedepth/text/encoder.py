@@ -196,6 +196,11 @@ def load_tokenizer(
     raise weights_unavailable(
         "CLIP tokenizer", ", ".join(tried), last_error or "not found",
         download=f"hf download {LAION_VIT_H14_REPO} vocab.json merges.txt tokenizer_config.json",
+        alternatives=(
+            "put the CLIP BPE files vocab.json and merges.txt (any OpenAI CLIP tokenizer has them) in a folder "
+            "and pass that folder as the tokenizer source, or convert without a text encoder "
+            "(primedepth convert --no-text-encoder) and condition with --prompt-embeds"
+        ),
     ) from last_error
 
 

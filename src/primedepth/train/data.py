@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..adapters import DepthAnythingV2Adapter
+from ..adapters import DepthAnythingAdapter
 from ..constants import VAE_DOWNSAMPLE
 from ..errors import InputError
 from ..io.images import read_png_uint16
@@ -279,7 +279,7 @@ def _check_same_size(item: Item, where: Path) -> None:
 # Unlabelled images with Depth Anything V2 pseudo-labels
 
 
-class DepthAnythingTeacher(DepthAnythingV2Adapter):
+class DepthAnythingTeacher(DepthAnythingAdapter):
     """Depth Anything V2 as the pseudo-label teacher: the evaluation adapter (one inference code
     path), taking PIL images. Loads on first use; returns disparity at the image's size."""
 

@@ -1,0 +1,142 @@
+"""Depth to 3D: unprojection, surface normals, and coloured point clouds as PLY.
+
+Points are in the OpenCV camera frame of `primedepth.geometry.intrinsics` (x right, y down,
+z forward, in the depth's unit). The PLY writer is a few lines of numpy (a header plus one
+packed record per point), so point clouds need no extra package; any PLY reader (plyfile,
+trimesh, Open3D, MeshLab, CloudCompare) loads them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from .intrinsics import Intrinsics
+
+PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                       ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+
+
+def grid_step(height: int, width: int, max_size: int | None) -> int:
+    """Integer pixel stride so that the longer side has at most `max_size` samples (None: 1)."""
+    if not max_size:
+        return 1
+    return max(1, -(-max(height, width) // int(max_size)))
+
+
+def pixel_rays(intrinsics: Intrinsics, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised ray directions (x/z, y/z) of every `step`-th pixel centre, (h, 1) and (1, w)."""
+    cols = np.arange(0, intrinsics.width, step, dtype=np.float64)
+    rows = np.arange(0, intrinsics.height, step, dtype=np.float64)
+    return ((rows - intrinsics.cy) / intrinsics.fy)[:, None], ((cols - intrinsics.cx) / intrinsics.fx)[None, :]
+
+
+def unproject(depth_m: np.ndarray, intrinsics: Intrinsics, step: int = 1,
+              dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """(H, W, 3) camera-frame points of a z-depth map (every `step`-th pixel with step > 1).
+
+    Computed in float64 and returned as `dtype`; non-finite depths give non-finite points.
+    """
+    depth = np.asarray(depth_m)
+    if depth.shape != (intrinsics.height, intrinsics.width):
+        raise InputError(f"depth is {depth.shape[1]}x{depth.shape[0]} but the intrinsics are for "
+                         f"{intrinsics.width}x{intrinsics.height}")
+    z = depth[::step, ::step].astype(np.float64)
+    ray_y, ray_x = pixel_rays(intrinsics, step)
+    points = np.empty(z.shape + (3,), dtype=dtype)
+    points[..., 0] = ray_x * z
+    points[..., 1] = ray_y * z
+    points[..., 2] = z
+    return points
+
+
+def normals_from_depth(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """(H, W, 3) unit surface normals in the camera frame, facing the camera; 0 where unknown.
+
+    Central differences of the unprojected points along rows and columns (one-sided at the
+    border); a pixel whose depth or neighbours are invalid gets a zero vector.
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    points = unproject(depth, intrinsics, dtype=np.float64)
+    along_rows = np.gradient(points, axis=0)
+    along_cols = np.gradient(points, axis=1)
+    normals = np.cross(along_rows, along_cols)  # (down x right) points back at the camera
+    length = np.linalg.norm(normals, axis=-1, keepdims=True)
+    good = np.isfinite(length) & (length > 0)
+    return np.where(good, normals / np.where(good, length, 1.0), 0.0).astype(np.float32)
+
+
+def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
+    """8-bit colours ``(n + 1) / 2`` in the usual normal-map frame (x right, y up, z to viewer).
+
+    The camera frame's y and z are flipped first, so a wall facing the camera is (128, 128,
+    255) as in other normal maps; zero (unknown) normals become black.
+    """
+    display = normals * np.array([1.0, -1.0, -1.0], dtype=np.float32)
+    rgb = np.rint((display + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    rgb[~np.any(normals != 0, axis=-1)] = 0
+    return rgb
+
+
+def as_uint8_colors(colors: np.ndarray | None, count: int) -> np.ndarray:
+    """(N, 3) uint8 colours from uint8 or [0, 1] floats; grey when none are given."""
+    if colors is None:
+        return np.full((count, 3), 200, dtype=np.uint8)
+    colors = np.asarray(colors).reshape(-1, np.asarray(colors).shape[-1])[:, :3]
+    if colors.shape[0] != count:
+        raise InputError(f"{colors.shape[0]} colours for {count} points")
+    if colors.dtype == np.uint8:
+        return colors
+    if colors.dtype.kind == "f":
+        return np.rint(np.clip(colors, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.clip(colors, 0, 255).astype(np.uint8)
+
+
+def _ply_header(count: int, binary: bool, comments: Sequence[str]) -> bytes:
+    """The PLY header for `count` coloured float32 vertices."""
+    kind = "binary_little_endian" if binary else "ascii"
+    lines = ["ply", f"format {kind} 1.0"]
+    lines += [f"comment {' '.join(comment.split())}" for comment in comments]
+    lines += [f"element vertex {count}"]
+    lines += [f"property float {axis}" for axis in "xyz"]
+    lines += [f"property uchar {channel}" for channel in ("red", "green", "blue")]
+    lines += ["end_header", ""]
+    return "\n".join(lines).encode("ascii", "replace")
+
+
+def save_point_cloud(
+    path: str | os.PathLike[str],
+    points: np.ndarray,
+    colors: np.ndarray | None = None,
+    binary: bool = True,
+    comments: Sequence[str] = (),
+) -> int:
+    """Write points (N, 3) or (H, W, 3) with colours as PLY; non-finite points are skipped.
+
+    Binary little-endian by default (compact and fast), ASCII with ``binary=False``.
+    `comments` become ``comment`` lines of the header (e.g. that the scale is arbitrary).
+    Written atomically; returns the number of points written.
+    """
+    xyz = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    rgb = as_uint8_colors(colors, xyz.shape[0])
+    keep = np.isfinite(xyz).all(axis=1)
+    if not keep.all():
+        xyz, rgb = xyz[keep], rgb[keep]
+    records = np.empty(xyz.shape[0], dtype=PLY_VERTEX)
+    for index, axis in enumerate("xyz"):
+        records[axis] = xyz[:, index]
+    for index, channel in enumerate(("red", "green", "blue")):
+        records[channel] = rgb[:, index]
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        file.write(_ply_header(records.size, binary, comments))
+        if binary:
+            file.write(records.tobytes())
+        else:
+            np.savetxt(file, np.column_stack([xyz.astype(np.float64), rgb]),
+                       fmt=["%.7g"] * 3 + ["%d"] * 3)
+    return int(records.size)

@@ -1,0 +1,62 @@
+"""Response files: written by the package's own writers, then read back as bytes.
+
+`encode_outputs` calls `primedepth.io.write_outputs`, the function `primedepth predict` writes
+its files with, into a private temporary folder: a PNG or ``.npy`` from the server has the same
+content as the file the CLI writes for the same depth. Several files travel as one zip archive
+with a ``metadata.json`` beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from io import BytesIO
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ..io.outputs import OUTPUT_SUFFIXES, output_paths, write_outputs
+
+__all__ = ["encode_outputs", "zip_files", "media_type", "METADATA_FILE", "ZIP_MEDIA_TYPE"]
+
+METADATA_FILE = "metadata.json"
+ZIP_MEDIA_TYPE = "application/zip"
+_MEDIA_TYPES = {".png": "image/png", ".npy": "application/x-npy", ".json": "application/json",
+                ".ply": "application/octet-stream", ".glb": "model/gltf-binary", ".mp4": "video/mp4"}
+
+
+def media_type(filename: str) -> str:
+    """The Content-Type of a response file, from its name."""
+    return _MEDIA_TYPES.get(PurePosixPath(filename).suffix, "application/octet-stream")
+
+
+def encode_outputs(
+    name: str,
+    depth: np.ndarray,
+    segmentation: np.ndarray | None,
+    kinds: tuple[str, ...],
+    colormap: str,
+) -> dict[str, bytes]:
+    """The requested output files of one image, by file name (``NAME_depth.png`` ...), in order."""
+    with tempfile.TemporaryDirectory(prefix="primedepth-encode-") as folder:
+        paths = output_paths(Path(folder), PurePosixPath(name), kinds)
+        write_outputs(paths, depth, segmentation, colormap)
+        return {path.name: path.read_bytes() for path in paths.values() if path.exists()}
+
+
+def file_name(name: str, kind: str) -> str:
+    """The response file name of one output kind of the image called `name`."""
+    return f"{name}{OUTPUT_SUFFIXES[kind]}"
+
+
+def zip_files(files: dict[str, bytes], metadata: dict[str, Any]) -> bytes:
+    """One zip archive of `files` plus ``metadata.json`` (PNGs stored, the rest deflated)."""
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for filename, data in files.items():
+            compression = zipfile.ZIP_STORED if filename.endswith(".png") else zipfile.ZIP_DEFLATED
+            archive.writestr(filename, data, compress_type=compression)
+        archive.writestr(METADATA_FILE, json.dumps(metadata, indent=2), compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
