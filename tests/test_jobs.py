@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
+import signal
+import subprocess
+import sys
 
 import struct
 from fractions import Fraction
@@ -15,7 +19,7 @@ from PIL import Image
 
 from primedepth import cli, io
 from primedepth.errors import InputError, PrimeDepthError
-from primedepth.jobs import JobOptions, collect_items, predict, run_job
+from primedepth.jobs import JOB_RECORD, JobOptions, collect_items, predict, run_job
 
 RNG = np.random.default_rng(0)
 SIZE = (32, 48)  # height, width of most test images
@@ -80,7 +84,8 @@ EXPECTED_NAMES = [
 
 
 def _outputs(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+    """Output files of a job, without its record (primedepth_job.json)."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file() and p.name != JOB_RECORD)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,3 +353,69 @@ def test_segmentation_without_a_segmentation_head_is_refused_once(tmp_path):
     options = JobOptions(output_dir=tmp_path, segmentation=True)
     with pytest.raises(PrimeDepthError, match="no segmentation head"):
         run_job(collect_items([_rgb(), _rgb()]), lambda: fake, options)
+
+
+def test_default_seed_makes_a_resumed_job_match_and_outputs_record_what_made_them(capsys, tiny_model, photos, tmp_path):
+    """Adding --outputs npy to a finished folder writes the same prediction as the PNG already there,
+    and every depth PNG and the job record say which model, dtype, seed and settings made it."""
+    out = tmp_path / "out"
+    assert run_cli(capsys, photos / "plain.jpg", "-o", out, "--model", tiny_model, "--outputs", "png16")[0] == 0
+    assert run_cli(capsys, photos / "plain.jpg", "-o", out, "--model", tiny_model, "--outputs", "png16,npy")[0] == 0
+    from_png = io.read_depth_png16(out / "plain_depth.png")
+    from_npy = np.load(out / "plain_depth.npy")
+    np.testing.assert_allclose(from_png, from_npy, rtol=0, atol=2e-5 * np.ptp(from_npy))
+    text = Image.open(out / "plain_depth.png").text
+    assert text["model"] == str(tiny_model) and text["seed"] == "0" and text["dtype"] == "fp32"
+    assert text["primedepth_version"] and text["max_size"] == "1024"
+    runs = json.loads((out / JOB_RECORD).read_text())
+    assert [run["outputs"] for run in runs] == [["png16"], ["png16", "npy"]] and runs[1]["done"] == 1
+
+
+def test_output_folder_is_checked_before_the_model_loads(capsys, photos, tmp_path, monkeypatch):
+    loads = []
+    monkeypatch.setattr(importlib.import_module("primedepth.loading"), "load_pipeline", lambda *a: loads.append(a))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = run_cli(capsys, photos / "plain.jpg", "-o", blocker / "out")
+    assert code == 2 and "cannot write to the output folder" in err and "Traceback" not in err
+    code, err = run_cli(capsys, photos / "plain.jpg", "-o", tmp_path / "out", "--outputs", "video")
+    assert code == 2 and "none of the inputs is a video" in err
+    assert loads == []
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(capsys, tiny_model, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".plain_depth.png.ab12cd_3.tmp", out / ".sub.zz99yy11.tmp"]
+    stale[0].write_text("half")
+    stale[1].mkdir()
+    keep = out / ".my_notes.txt"
+    keep.write_text("not ours")
+    assert run_cli(capsys, photos / "plain.jpg", "-o", out, "--model", tiny_model, "--outputs", "npy")[0] == 0
+    assert not any(path.exists() for path in stale) and keep.exists()
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tiny_model, photos, tmp_path):
+    """`kill`, `timeout` and schedulers send SIGTERM: the file being written is removed, exit 143."""
+    script = (
+        "import sys, time\n"
+        "import primedepth.io.atomic as atomic\n"
+        "from primedepth.cli import main\n"
+        "original = atomic.commit_temporary\n"
+        "def slow(temporary, destination):\n"
+        "    print('WRITING', flush=True)\n"
+        "    time.sleep(60)\n"
+        "    original(temporary, destination)\n"
+        "atomic.commit_temporary = slow\n"
+        f"sys.exit(main(['predict', {str(photos / 'plain.jpg')!r}, '-o', {str(tmp_path / 'out')!r}, "
+        f"'--model', {str(tiny_model)!r}, '--device', 'cpu', '--outputs', 'npy']))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "WRITING"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []

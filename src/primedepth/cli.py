@@ -5,14 +5,36 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 from . import __version__, commands
 from .errors import PrimeDepthError
 
 # Order in which the sub-commands are listed in `--help`; others follow alphabetically.
 COMMAND_ORDER = ("predict", "eval", "train", "convert", "download", "info")
+
+EXIT_CODES = """\
+exit status:
+  0    success
+  1    some inputs failed (each is reported; the others were processed)
+  2    bad arguments or inputs (nothing was computed)
+  3    model weights not found locally and not downloadable
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM): partial files are removed
+"""
+INTERRUPTED, TERMINATED = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, schedulers, containers), raised like Ctrl-C so every `finally`
+    and atomic writer cleans up on the way out."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
 
 
 def _command_modules() -> list[str]:
@@ -26,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="primedepth",
         description="PrimeDepth: zero-shot monocular depth (affine-invariant inverse depth) "
         "from one Stable Diffusion step.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"primedepth {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -46,14 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .loading import quiet_library_progress  # lazy: start-up speed (--help imports no torch)
 
         quiet_library_progress()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return int(args.handler(args) or 0)
     except PrimeDepthError as error:
         print(f"primedepth {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Terminated:
+        print(f"primedepth {args.command}: terminated; partial outputs were removed", file=sys.stderr)
+        return TERMINATED
     except KeyboardInterrupt:
-        print(f"primedepth {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"primedepth {args.command}: interrupted; partial outputs were removed", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

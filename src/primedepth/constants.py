@@ -32,6 +32,10 @@ CROSS_MAP_CHANNELS = 77  # text tokens, OpenCLIP context length
 DEFAULT_MAX_SIZE = 1024
 VAE_DOWNSAMPLE = 8
 
+# The seed of every job unless told otherwise: a resumed or repeated job then writes predictions
+# that match the files already there. None (fresh noise each run) is the official code's behaviour.
+DEFAULT_SEED = 0
+
 # Official weights on the Hugging Face hub.
 OFFICIAL_REPO_ID = "CVL-Heidelberg/PrimeDepth"
 

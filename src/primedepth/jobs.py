@@ -18,6 +18,7 @@ as such in the PNG metadata, the results and the summary.
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,10 +31,12 @@ import torch
 from tqdm import tqdm
 
 from . import io
-from .constants import DEFAULT_MAX_SIZE
-from .devices import auto_batch_size, pipeline_device_and_dtype
+from . import __version__
+from .constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID
+from .devices import auto_batch_size, dtype_label, pipeline_device_and_dtype
 from .ensemble import ENSEMBLE_PNG_KEY, DepthEnsemble, load_ensemble
 from .errors import InputError, PrimeDepthError
+from .io.atomic import discard_temporary, new_temporary_file
 from .io.outputs import DEFAULT_OUTPUTS
 from .loading import load_pipeline
 from .model.forward import seeded_generators
@@ -89,13 +92,14 @@ class JobOptions:
     batch_size: int | str = "auto"
     max_size: int = DEFAULT_MAX_SIZE
     prompt: str | None = None
-    seed: int | None = None
+    seed: int | None = DEFAULT_SEED
     segmentation: bool = False
     overwrite: bool = False
     fail_fast: bool = False
     keep_results: bool = True
     progress: bool = False
     ensemble: Any = None
+    model_name: str | None = None  # what the user named (hub id, folder, .ckpt), for the metadata
 
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
@@ -133,6 +137,7 @@ class JobSummary:
     ensemble: str | None = None  # what the depth maps are when they are an ensemble
     failures: list[tuple[str, str]] = field(default_factory=list)
     results: list[Prediction] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)  # what produced the outputs (`run_metadata`)
 
     @property
     def ok(self) -> bool:
@@ -196,6 +201,7 @@ def run_job(
                file=sys.stderr, disable=None if options.progress else True)
     batch_size = _resolve_batch_size(options, pipeline)
     runner = _Runner(pipeline, ensemble, options, summary, bar, batch_size)
+    summary.metadata = runner.png_text
     try:
         for group in _groups(todo, batch_size):
             if group[0].kind == "video":
@@ -306,7 +312,7 @@ class _Runner:
         self.summary = summary
         self.bar = bar
         self.batch_size = batch_size  # lowered for the rest of the job when the GPU runs out of memory
-        self.png_text = _png_text(summary.ensemble)
+        self.png_text = {**run_metadata(pipeline, options), **_png_text(summary.ensemble)}
 
     # ---------------------------------------------------------------- reporting
 
@@ -468,6 +474,55 @@ class _Runner:
         self.summary.done += 1
 
 
+JOB_RECORD = "primedepth_job.json"
+
+
+def run_metadata(pipeline: Any, options: JobOptions) -> dict[str, str]:
+    """What produced the outputs (PNG text chunks and the job record): enough to redo it."""
+    model = options.model_name or str(getattr(pipeline, "name_or_path", "") or "in-memory pipeline")
+    return {
+        "primedepth_version": __version__,
+        "model": model,
+        "dtype": dtype_label(pipeline_device_and_dtype(pipeline)[1]),
+        "seed": "none (fresh noise)" if options.seed is None else str(options.seed),
+        "max_size": str(options.max_size),
+        "prompt_option": "model default" if options.prompt is None else options.prompt,
+        "depth_quantity": io.DEPTH_QUANTITY,
+    }
+
+
+def prepare_output_dir(options: JobOptions, items: Sequence[io.InputItem]) -> None:
+    """Check, before any model is loaded, that the job can write what it is asked to, and remove
+    temporaries that a killed earlier run left (once per job, before any writer starts)."""
+    if options.output_dir is None:
+        return
+    folder = options.output_dir
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: output path exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        discard_temporary(new_temporary_file(folder / "write-check"))
+    except OSError as error:
+        raise InputError(f"cannot write to the output folder {folder}: {error.strerror or error}") from None
+    io.remove_stale_temporaries(folder)
+    if options.outputs == ("video",) and not any(item.kind == "video" for item in items):
+        raise InputError("--outputs video writes depth videos, and none of the inputs is a video")
+
+
+def write_job_record(options: JobOptions, summary: JobSummary) -> None:
+    """Append this job to OUT/primedepth_job.json (settings, counts): the sidecar of the outputs.
+
+    Once per job, by whoever ran it (the CLI, `predict`, the Ray driver), never by a worker."""
+    if options.output_dir is None or not summary.metadata:
+        return
+    path = options.output_dir / JOB_RECORD
+    runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    runs.append({**summary.metadata, "outputs": list(options.outputs), "done": summary.done, "failed": summary.failed,
+                 "skipped": summary.skipped, "ensemble": summary.ensemble})
+    with io.atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+
+
 def _png_text(ensemble: str | None) -> dict[str, str]:
     """Extra text chunks of the depth PNGs: the ensemble marker when there is one."""
     return {} if ensemble is None else {ENSEMBLE_PNG_KEY: ensemble}
@@ -543,7 +598,7 @@ def predict(
     batch_size: int | str = "auto",
     max_size: int = DEFAULT_MAX_SIZE,
     prompt: str | None = None,
-    seed: int | None = None,
+    seed: int | None = DEFAULT_SEED,
     segmentation: bool = False,
     colormap: str = io.DEFAULT_COLORMAP,
     overwrite: bool = False,
@@ -581,10 +636,13 @@ def predict(
         fail_fast=errors == "raise", keep_results=True, progress=progress, ensemble=ensemble,
     )
     items = collect_items(inputs, recursive=recursive, output_dir=options.output_dir)
+    prepare_output_dir(options, items)
     if model is not None and not isinstance(model, (str, Path)):
         summary = run_job(items, lambda: model, options)  # an already loaded pipeline
     else:
+        options.model_name = str(model) if model is not None else OFFICIAL_REPO_ID
         summary = run_job(items, lambda: load_pipeline(model, device, dtype, offload), options)
+    write_job_record(options, summary)
     if errors == "raise" and summary.failures:
         label, reason = summary.failures[0]
         raise InputError(f"{label}: {reason}")

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..constants import BLIP2_MODEL_ID, DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID, model_licence
+from ..constants import BLIP2_MODEL_ID, DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, DEFAULT_SEED, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID, model_licence
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
-from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS, OUTPUT_SUFFIXES
 
 DEFAULT_OUTPUT_DIR = "primedepth_output"
@@ -46,7 +45,9 @@ PrimeDepth's by least squares; every output then holds the ensemble, and the dep
 say so in their 'depth_ensemble' text chunk. Use a fresh OUT_DIR (or --overwrite) when a
 folder already holds PrimeDepth-only outputs: existing outputs are never recomputed.
 
-exit status: 0 if every input succeeded, 1 if any failed, 2 for bad arguments or inputs.
+exit status: 0 if every input succeeded, 1 if any failed, 2 for bad arguments or inputs,
+3 when the weights are neither local nor downloadable, 130 on Ctrl-C, 143 on SIGTERM
+(the file being written is removed; a re-run resumes).
 default model: {OFFICIAL_REPO_ID} (downloaded once, then cached).
 """
 
@@ -119,8 +120,9 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
     prompts.add_argument("--caption", action="store_const", const="auto", dest="prompt",
                          help="caption each image with BLIP-2 as the official code (same as --prompt auto; "
                          "downloads and runs a large captioning model)")
-    group.add_argument("--seed", type=int, metavar="N",
-                       help="fix the single-step noise for reproducible results (default: random)")
+    group.add_argument("--seed", type=_seed, default=DEFAULT_SEED, metavar="N",
+                       help=f"seed of the single-step noise; a re-run or resumed job gives the same depth "
+                       f"(default: {DEFAULT_SEED}; 'random' draws fresh noise each run, as the official code)")
     _add_ensemble_options(group)
 
 
@@ -158,6 +160,16 @@ def _batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a whole number") from None
 
 
+def _seed(text: str) -> int | None:
+    """argparse type: a whole number, or 'random' (None: fresh noise)."""
+    if text == "random":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a whole number nor 'random'") from None
+
+
 def _output_list(text: str) -> tuple[str, ...]:
     """argparse type: a comma-separated list (the job checks the kinds)."""
     return tuple(dict.fromkeys(kind.strip() for kind in text.split(",") if kind.strip())) or (text,)
@@ -165,7 +177,7 @@ def _output_list(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; exit status 1 if any input failed."""
-    from ..jobs import JobOptions, collect_items, run_job  # lazy: start-up speed (torch, diffusers)
+    from ..jobs import JobOptions, collect_items, prepare_output_dir, run_job, write_job_record  # lazy: start-up speed
     from ..loading import load_pipeline
 
     output_dir = Path(args.output_dir)
@@ -173,11 +185,10 @@ def run(args: argparse.Namespace) -> int:
         output_dir=output_dir, outputs=args.outputs, colormap=args.colormap, batch_size=args.batch_size,
         max_size=args.max_size, prompt=args.prompt, seed=args.seed, segmentation=args.segmentation,
         overwrite=args.overwrite, fail_fast=args.fail_fast, keep_results=False, progress=True,
-        ensemble=args.ensemble_model or args.ensemble,
+        ensemble=args.ensemble_model or args.ensemble, model_name=args.model,
     )
-    if output_dir.exists() and not output_dir.is_dir():
-        raise InputError(f"{output_dir}: output path exists and is not a folder")
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
+    prepare_output_dir(options, items)
     _announce(items, output_dir)
     for line in licence_notes(args):
         print(line, file=sys.stderr)
@@ -187,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_ray_job(items, args, options)
     else:
         summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
+    write_job_record(options, summary)
     print(summary.format(output_dir), file=sys.stderr)
     return 0 if summary.ok else 1
 

@@ -67,7 +67,7 @@ def normals_from_depth(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarra
     along_cols = np.gradient(points, axis=1)
     normals = np.cross(along_rows, along_cols)  # (down x right) points back at the camera
     length = np.linalg.norm(normals, axis=-1, keepdims=True)
-    good = np.isfinite(length) & (length > 0)
+    good = np.isfinite(length) & (length > 0) & np.isfinite(depth)[..., None]  # own depth too
     return np.where(good, normals / np.where(good, length, 1.0), 0.0).astype(np.float32)
 
 
@@ -87,7 +87,10 @@ def as_uint8_colors(colors: np.ndarray | None, count: int) -> np.ndarray:
     """(N, 3) uint8 colours from uint8 or [0, 1] floats; grey when none are given."""
     if colors is None:
         return np.full((count, 3), 200, dtype=np.uint8)
-    colors = np.asarray(colors).reshape(-1, np.asarray(colors).shape[-1])[:, :3]
+    colors = np.asarray(colors)
+    colors = colors.reshape(-1, colors.shape[-1])[:, :3] if colors.ndim > 1 else colors.reshape(-1, 1)
+    if colors.shape[1] == 1:
+        colors = np.repeat(colors, 3, axis=1)
     if colors.shape[0] != count:
         raise InputError(f"{colors.shape[0]} colours for {count} points")
     if colors.dtype == np.uint8:
@@ -95,6 +98,16 @@ def as_uint8_colors(colors: np.ndarray | None, count: int) -> np.ndarray:
     if colors.dtype.kind == "f":
         return np.rint(np.clip(colors, 0.0, 1.0) * 255).astype(np.uint8)
     return np.clip(colors, 0, 255).astype(np.uint8)
+
+
+def image_rgb8(image: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, 3/4) image of uint8 or [0, 1] floats as (H, W, 3) uint8."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise InputError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    height, width = image.shape[:2]
+    flat = image.reshape(height * width, -1)
+    return as_uint8_colors(flat, height * width).reshape(height, width, 3)
 
 
 def _ply_header(count: int, binary: bool, comments: Sequence[str]) -> bytes:

@@ -13,10 +13,10 @@ dropped on the way. Formats:
   and counted;
 - a COLMAP sparse model (see `primedepth.geometry.colmap`).
 
-Resizing rule: a depth image whose size differs from the image's is mapped onto it by
-scaling pixel centres (``x' = (x + 0.5) * W / w - 0.5``, rounded), which is allowed only when
-the two aspect ratios agree within `ASPECT_TOLERANCE` (1%); otherwise it is an error, since
-a crop or a rotation cannot be guessed.
+Resizing rule: a depth image whose size differs from the image's is mapped onto it by moving
+each known pixel to the image pixel that contains its centre (``x' = floor((x + 0.5) * W / w)``,
+the same for rows), which is allowed only when the two aspect ratios agree within
+`ASPECT_TOLERANCE` (1%); otherwise it is an error, since a crop or a rotation cannot be guessed.
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def check_shape_rule(sparse_hw: tuple[int, int], image_hw: tuple[int, int], labe
 
 
 def _scale_positions(values: np.ndarray, source_size: int, target_size: int) -> np.ndarray:
-    """Map integer pixel indices between two resolutions of the same view (pixel centres)."""
+    """The pixel of the target resolution that contains each source pixel's centre."""
     if source_size == target_size:
         return values.astype(np.int64)
-    scaled = np.rint((values + 0.5) * (target_size / source_size) - 0.5).astype(np.int64)
+    scaled = np.floor((values + 0.5) * (target_size / source_size)).astype(np.int64)
     return np.clip(scaled, 0, target_size - 1)
 
 

@@ -18,7 +18,7 @@ Every name is re-exported here, so ``from primedepth import io; io.read_image(..
 
 from __future__ import annotations
 
-from .atomic import atomic_directory, atomic_path, save_npy_atomic
+from .atomic import atomic_directory, atomic_path, remove_stale_temporaries, save_npy_atomic
 from .images import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,
@@ -84,6 +84,7 @@ __all__ = [
     "apply_exif_orientation",
     "atomic_directory",
     "atomic_path",
+    "remove_stale_temporaries",
     "check_colormap",
     "check_readable_file",
     "colorize_depth",

@@ -9,6 +9,7 @@ interruption leaves nothing behind but, at worst, a hidden temporary that the ne
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -146,3 +147,26 @@ def atomic_directory(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+# Names of our temporaries: "." + destination name + "." + mkstemp's random part + ".tmp" (files)
+# or a role suffix (staging folders). Only these are ever removed as stale.
+_TEMPORARY_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete temporaries of our own naming that an earlier, killed run left under `folder`.
+
+    Call it once per job, before any writer starts (never while another job writes there).
+    Returns how many were removed.
+    """
+    removed = 0
+    for path in Path(folder).rglob(".*"):
+        if not _TEMPORARY_NAME.match(path.name):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            discard_temporary(path)
+        removed += 1
+    return removed

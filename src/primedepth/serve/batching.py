@@ -71,10 +71,14 @@ class Batcher:
         for task, future in zip(tasks, futures):
             self._queue.put_nowait((task, future))
         try:
-            return list(await asyncio.gather(*futures))
+            results = await asyncio.gather(*futures, return_exceptions=True)
         finally:
             for future in futures:
                 future.cancel()  # no-op when done; drops them from a batch not yet run
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            raise errors[0]
+        return list(results)
 
     async def _collect(self) -> list[tuple[DepthTask, asyncio.Future]]:
         """Wait for a first task, then gather more until the batch is full or the window ends."""

@@ -13,16 +13,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID, VAE_DOWNSAMPLE
 from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, check_colormap
-from ..processing import MIN_IMAGE_SIDE
 
 __all__ = ["ServeSettings", "is_loopback", "check_bind", "API_KEY_ENV", "LOOPBACK_HOST"]
 
 LOOPBACK_HOST = "127.0.0.1"
 API_KEY_ENV = "PRIMEDEPTH_API_KEY"
 MEBIBYTE = 1024 * 1024
+MIN_IMAGE_SIDE = VAE_DOWNSAMPLE  # as primedepth.processing, without importing torch
 
 INSECURE_BANNER = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!

@@ -1,0 +1,150 @@
+"""`predict_dataset`: PrimeDepth as one step of a Ray Data pipeline (read -> predict -> write).
+
+It maps a pool of `DepthPredictor` actors (one model each, GPUs per actor) over the rows, in
+batches. Dead actors are restarted and their batches retried by Ray Data, whose actor pools
+restart without limit and retry every task by default; retries are safe because the work is
+idempotent (see `actor`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import ray
+import ray.data
+
+from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from ..errors import InputError
+from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS
+from ..jobs import JobOptions
+from .actor import DepthPredictor, WorkerSpec
+from .parquet import finished_names
+from .rows import DEFAULT_INPUT_COLUMN
+from .storage import Destination
+
+PARQUET = "parquet"
+# Rows per actor call when the batch size is 'auto': a few pipeline batches, few enough that a
+# retried batch redoes little.
+DEFAULT_ROWS_PER_BATCH = 8
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """The actor pool: how many actors, the GPUs and CPUs each holds, rows per call (None: default)."""
+
+    actors: int = 1
+    gpus_per_actor: float | None = None
+    cpus_per_actor: float | None = None
+    rows_per_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise InputError(f"the number of actors must be at least 1, got {self.actors}")
+        if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
+            raise InputError(f"GPUs per actor must be 0 or more, got {self.gpus_per_actor}")
+
+
+def split_outputs(outputs: Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    """The file output kinds for `JobOptions`, and whether a Parquet dataset is asked for."""
+    kinds = tuple(outputs)
+    if PARQUET not in kinds:
+        return kinds, False
+    if len(kinds) > 1:
+        raise InputError("'parquet' is an output of its own: it holds the depth arrays; drop the other kinds")
+    return (), True
+
+
+def rows_per_batch(options: JobOptions, pool: PoolSpec) -> int:
+    """Rows per actor call: as asked, else a whole number of pipeline batches (at least 8 rows)."""
+    if pool.rows_per_batch is not None:
+        return pool.rows_per_batch
+    if options.batch_size == "auto":
+        return DEFAULT_ROWS_PER_BATCH
+    return options.batch_size * max(1, -(-DEFAULT_ROWS_PER_BATCH // options.batch_size))
+
+
+def _resources(pool: PoolSpec) -> tuple[float, float, int]:
+    """GPUs and CPUs per actor, and torch threads: on CPUs the actors share the cluster's cores."""
+    available = ray.cluster_resources()
+    gpus = pool.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if available.get("GPU", 0) >= 1 else 0.0
+    cpus = pool.cpus_per_actor if pool.cpus_per_actor is not None else 1.0
+    threads = max(1, int(cpus)) if gpus else max(1, int(available.get("CPU", 1) // pool.actors))
+    return gpus, cpus, threads
+
+
+def map_predictions(dataset: ray.data.Dataset, worker: WorkerSpec, pool: PoolSpec) -> ray.data.Dataset:
+    """The dataset mapped through a pool of `DepthPredictor` actors (see `predict_dataset`)."""
+    gpus, cpus, threads = _resources(pool)
+    return dataset.map_batches(
+        DepthPredictor,
+        fn_constructor_kwargs={"spec": replace(worker, threads=worker.threads or threads)},
+        batch_size=rows_per_batch(worker.options, pool),
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=cpus,
+        num_gpus=gpus,
+    )
+
+
+def worker_spec(model: Any, output_dir: Any, outputs: Sequence[str], options: dict[str, Any],
+                model_args: dict[str, Any], input_column: str, root: str | None) -> WorkerSpec:
+    """The actors' spec from `predict_dataset`'s arguments (checked here, before any actor starts)."""
+    kinds, parquet = split_outputs(outputs)
+    destination = Destination.of(output_dir) if output_dir is not None else None
+    if parquet and destination is None:
+        raise InputError("Parquet output needs an output folder (output_dir)")
+    local_dir = destination.local_dir if destination is not None and destination.is_local else None
+    job = JobOptions(output_dir=local_dir, outputs=kinds, **options)
+    finished = finished_names(destination) if parquet and not job.overwrite else frozenset()
+    model = str(os.path.abspath(model)) if os.path.exists(str(model)) else str(model)
+    return WorkerSpec(model=model, options=job, destination=destination, parquet=parquet,
+                      finished=finished, input_column=input_column, root=root, **model_args)
+
+
+def predict_dataset(
+    dataset: ray.data.Dataset,
+    model: str | os.PathLike[str] = OFFICIAL_REPO_ID,
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
+    device: str = "auto",
+    dtype: str = "fp32",
+    offload: bool = False,
+    batch_size: int | str = "auto",
+    max_size: int = DEFAULT_MAX_SIZE,
+    prompt: str | None = None,
+    seed: int | None = None,
+    segmentation: bool = False,
+    colormap: str = DEFAULT_COLORMAP,
+    overwrite: bool = False,
+    ensemble: Any = None,
+    actors: int = 1,
+    gpus_per_actor: float | None = None,
+    rows_per_batch: int | None = None,
+    input_column: str = DEFAULT_INPUT_COLUMN,
+    root: str | None = None,
+) -> ray.data.Dataset:
+    """Depth for every row of a Ray dataset of images and videos; lazy, like any Ray Data step.
+
+    Rows name a file by ``path`` (local path reachable from the workers, or URI) and/or carry its
+    encoded bytes in `input_column`; see `primedepth.distributed.rows` for ``name``/``kind``
+    and how output names follow from `root`. The model and job arguments mean what they mean
+    for `primedepth.predict`, and each image is computed exactly as there. With `output_dir`
+    (local folder or URI), the `outputs` are written there as `primedepth predict` writes them,
+    or as a Parquet dataset with ``outputs=("parquet",)`` (`primedepth.distributed.parquet`),
+    and the returned rows report each input (``name, source, kind, status, error, images``).
+    Without it, the rows carry the results: one per image or video frame with ``depth`` (H, W)
+    float32, ``video``/``frame``, ``prompt`` and, with `segmentation`, the labels.
+    `actors` model replicas hold `gpus_per_actor` GPUs each (default: 1 if the cluster has GPUs).
+    """
+    options = {"colormap": colormap, "batch_size": batch_size, "max_size": max_size, "prompt": prompt,
+               "seed": seed, "segmentation": segmentation, "overwrite": overwrite, "ensemble": ensemble}
+    model_args = {"device": device, "dtype": dtype, "offload": offload}
+    worker = worker_spec(model, output_dir, outputs, options, model_args, input_column, root)
+    pool = PoolSpec(actors=actors, gpus_per_actor=gpus_per_actor, rows_per_batch=rows_per_batch)
+    return map_predictions(dataset, worker, pool)

@@ -1,0 +1,218 @@
+"""The FastAPI app: health, readiness, metrics and `POST /v1/depth` over one `DepthService`.
+
+`create_app` builds the same app for `primedepth serve`, `primedepth demo` (demo mounted, API
+off), the tests and Ray Serve (`primedepth.serve.ray_serve`). Interactive docs are at /docs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..io.outputs import DEPTH_QUANTITY, FRAME_OUTPUT_KINDS
+from .errors import ApiError
+from .limits import BodyLimit
+from .metrics import CONTENT_TYPE_LATEST
+from .options import DepthRequest, parse_request
+from .responses import build_response, encode_answer, unique_names
+from .service import DepthService
+from .uploads import decode_upload, safe_stem
+
+__all__ = ["create_app"]
+
+DESCRIPTION = f"""PrimeDepth monocular depth over HTTP. The depth is {DEPTH_QUANTITY}: relative,
+with unknown scale and shift. `POST /v1/depth` takes multipart images and returns one file when
+one image and one output are asked for, else a zip with `metadata.json`."""
+OUTPUTS_HELP = f"comma-separated kinds: {', '.join(FRAME_OUTPUT_KINDS)} (default png16)"
+IMAGE_FIELD_HELP = ("send each image's bytes as a multipart file part named 'image' "
+                    "(server-side paths and URLs are not accepted)")
+_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse(error.payload(), status_code=error.status, headers=headers)
+
+
+def _validation_message(problems: Sequence[Any]) -> str:
+    """FastAPI's validation errors as one sentence; an 'image' that is not a file says what to send."""
+    parts = []
+    for problem in problems:
+        location = [str(part) for part in problem.get("loc", ())[1:]]
+        if location[:1] == ["image"]:
+            parts.append(f"image: {IMAGE_FIELD_HELP}")
+        else:
+            parts.append(f"{'.'.join(location) or 'request'}: {problem.get('msg', 'invalid')}")
+    return "; ".join(dict.fromkeys(parts)) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI, service: DepthService) -> None:
+    """Every error is JSON naming the problem, and counted by kind."""
+
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        service.metrics.errors.labels(error.kind).inc()
+        return _error_response(error)
+
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        return await api_error(_, ApiError(422, "invalid_request", _validation_message(error.errors())))
+
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        kind = _HTTP_KINDS.get(error.status_code, "http_error")
+        return await api_error(_, ApiError(error.status_code, kind, str(error.detail)))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _key_checker(service: DepthService) -> Any:
+    """A dependency enforcing the API key (Authorization: Bearer KEY, or X-API-Key: KEY)."""
+
+    async def require_key(request: Request) -> None:
+        expected = service.settings.api_key
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            given = given or token.strip()
+        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong API key (send 'Authorization: Bearer KEY')")
+
+    return require_key
+
+
+def _health_routes(service: DepthService) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (the model may still be loading)."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """The model is loaded and a warm-up prediction ran: send traffic."""
+        if service.ready:
+            return JSONResponse({"status": "ready", **service.model_info})
+        status = "failed" if service.error else "loading"
+        return JSONResponse({"status": status, "error": service.error}, status_code=503)
+
+    return router
+
+
+def _limits(service: DepthService) -> dict[str, Any]:
+    settings = service.settings
+    return {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+            "max_images": settings.max_images, "max_queue": settings.max_queue, "max_size": settings.max_size,
+            "timeout_s": settings.timeout_s, "batch_size": service.batch_size,
+            "batch_window_ms": settings.batch_window_ms}
+
+
+async def _read_uploads(service: DepthService, uploads: list[UploadFile], request: DepthRequest) -> tuple[list[str], list[np.ndarray]]:
+    """Decode every upload off the event loop; the first bad one names itself in a 4xx."""
+    settings = service.settings
+    stems, images = [], []
+    for position, upload in enumerate(uploads):
+        label = upload.filename or f"image {position + 1}"
+        data = await upload.read(settings.max_upload_bytes + 1)
+        image = await asyncio.to_thread(decode_upload, data, label, settings.max_pixels,
+                                        settings.max_upload_bytes, request.max_size)
+        stems.append(safe_stem(upload.filename, f"image_{position}"))
+        images.append(image)
+    return unique_names(stems), images
+
+
+async def _answer(service: DepthService, uploads: list[UploadFile], request: DepthRequest) -> Response:
+    """Check, decode, predict (batched with other requests), encode."""
+    if not uploads:
+        raise ApiError(422, "no_image", "send at least one image as the multipart field 'image'")
+    if len(uploads) > service.settings.max_images:
+        raise ApiError(413, "too_many_images",
+                       f"{len(uploads)} images in one request; this server takes at most {service.settings.max_images}")
+    service.check_request(request, len(uploads))  # a busy server says so before decoding anything
+    names, images = await _read_uploads(service, uploads, request)
+    predictions = await service.predict(images, request)
+    files, metadata = await asyncio.to_thread(encode_answer, service.model_info, request, names, images, predictions)
+    return build_response(files, metadata)
+
+
+def _api_routes(service: DepthService) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(_key_checker(service))])
+
+    @router.post("/v1/depth", tags=["depth"], response_class=Response)
+    async def depth(
+        image: Annotated[list[UploadFile], File(description="one or more image files (field repeated)")],
+        outputs: Annotated[str | None, Form(description=OUTPUTS_HELP)] = None,
+        max_size: Annotated[int | None, Form(description="longer side to downscale to (default: the server's)")] = None,
+        seed: Annotated[int | None, Form(description="noise seed (default: the server's, 0)")] = None,
+        prompt: Annotated[str | None, Form(description="text prompt (default: the model's)")] = None,
+        colormap: Annotated[str | None, Form(description="matplotlib colormap of 'color' (default Spectral)")] = None,
+    ) -> Response:
+        """Depth for uploaded images: a file for one image and one output, else a zip."""
+        started = time.perf_counter()
+        try:
+            request = parse_request(service.settings, outputs, max_size, seed, prompt, colormap)
+            response = await _answer(service, image, request)
+        except ApiError as error:
+            service.metrics.requests.labels(str(error.status)).inc()
+            raise
+        service.metrics.requests.labels("200").inc()
+        service.metrics.latency.observe(time.perf_counter() - started)
+        return response
+
+    @router.get("/v1/info", tags=["depth"])
+    async def info() -> dict[str, Any]:
+        """The model, the output kinds and this server's limits."""
+        return {**service.model_info, "ready": service.ready, "outputs": list(FRAME_OUTPUT_KINDS),
+                "depth": DEPTH_QUANTITY, "limits": _limits(service)}
+
+    @router.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, errors by kind, queue length, batch sizes, latency."""
+        return Response(service.metrics.export(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _lifespan(service: DepthService) -> Any:
+    """Load the model in the background: /healthz answers at once, /readyz once it is warm."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        startup = asyncio.create_task(service.start())
+        try:
+            yield
+        finally:
+            if not startup.done():
+                startup.cancel()
+            await service.stop()
+
+    return lifespan
+
+
+def create_app(service: DepthService, api: bool = True, demo_path: str | None = None) -> FastAPI:
+    """The server's ASGI app. `api`: the depth API and metrics; `demo_path`: mount the Gradio
+    demo there, on the same service (and so the same pipeline and batcher)."""
+    app = FastAPI(title="PrimeDepth", version=__version__, description=DESCRIPTION, lifespan=_lifespan(service))
+    app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
+    _install_error_handlers(app, service)
+    app.include_router(_health_routes(service))
+    if api:
+        app.include_router(_api_routes(service))
+    if demo_path is not None:
+        from .demo import mount_demo  # lazy: gradio takes seconds to import
+
+        mount_demo(app, service, demo_path)
+    return app
