@@ -419,3 +419,19 @@ def test_sigterm_cleans_up_like_ctrl_c(tiny_model, photos, tmp_path):
         process.kill()
     assert process.returncode == 143 and "terminated" in err and "Traceback" not in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_missing_list_entries_and_clashes_are_reported_and_the_rest_runs(capsys, tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("good.png", "twin.jpg", "twin.png"):
+        _save(folder / name, Image.fromarray(_rgb()))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder / 'good.png'}\nmissing.jpg\n")
+    code, err = run_cli(capsys, listing, folder / "twin.jpg", folder / "twin.png", str(tmp_path / "*.gif"),
+                        "-o", tmp_path / "out", "--model", tiny_model, "--outputs", "npy")
+    assert code == 1 and "Traceback" not in err
+    assert "line 2: missing.jpg: no such file" in err and "no file matches this pattern" in err
+    assert "would both write outputs named 'twin'; rename one of them" in err
+    assert _outputs(tmp_path / "out") == ["good_depth.npy"]
+    assert "done 1" in err and "failed 4" in err

@@ -189,7 +189,10 @@ def run_job(
     """
     started = time.perf_counter()
     summary = JobSummary()
-    todo = [item for item in items if not _skip_if_finished(item, options, summary)]
+    if _record_invalid(items, options, summary):
+        summary.stopped = True
+        return summary
+    todo = [item for item in items if item.kind != "invalid" and not _skip_if_finished(item, options, summary)]
     if not todo:
         summary.seconds = time.perf_counter() - started
         return summary
@@ -214,6 +217,21 @@ def run_job(
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _record_invalid(items: Sequence[io.InputItem], options: JobOptions, summary: JobSummary) -> bool:
+    """Report inputs that cannot be processed (missing, unreadable, clashing) as failed, before
+    anything runs; True when `fail_fast` must then stop the job."""
+    for item in items:
+        if item.kind != "invalid":
+            continue
+        summary.failed += 1
+        summary.failures.append((item.label, item.error or "cannot be processed"))
+        if options.keep_results:
+            summary.results.append(Prediction(name=str(item.name), source=None, status="failed", error=item.error))
+        if options.progress:
+            print(f"failed: {item.label}: {item.error}", file=sys.stderr)
+    return options.fail_fast and summary.failed > 0
 
 
 def _load_ensemble(pipeline: Any, options: JobOptions, summary: JobSummary) -> DepthEnsemble | None:
@@ -659,9 +677,12 @@ def collect_items(inputs: Any, recursive: bool = False, output_dir: Path | None 
             items.extend(io.expand_inputs([value], recursive, output_dir))
         else:
             items.append(io.InputItem(name=PurePosixPath(f"image_{position:04d}"), image=value))
-    if not items:
+    items = io.deduplicate(items)
+    invalid = [item for item in items if item.kind == "invalid"]
+    if len(invalid) == len(items):
+        problems = "; ".join(f"{item.label}: {item.error}" for item in invalid[:MAX_LISTED_FAILURES])
         raise InputError(
             "no images or videos found in the given inputs "
-            "(folders are read without their sub-folders unless recursive)"
+            "(folders are read without their sub-folders unless recursive)" + (f": {problems}" if problems else "")
         )
-    return io.deduplicate(items)
+    return items

@@ -132,7 +132,8 @@ class DepthPredictor:
                 if reason is None and staging is not None:
                     reason = _upload(item, staging, options, destination)
                 images = summary.images if item.kind == "video" else 1
-                results.append(result_row(row, "failed", reason) if reason else result_row(row, "done", images=images))
+                done = result_row(row, "done", images=images, metadata=summary.metadata)
+                results.append(result_row(row, "failed", reason) if reason else done)
         return results
 
     def _parquet(self, work: Work) -> list[dict[str, Any]]:
@@ -146,7 +147,7 @@ class DepthPredictor:
                     continue
                 predicted = [p for p in summary.results if p.source == item.path and p.status == "done"]
                 records += [prediction_record(p, item, row.source) for p in predicted]
-                results.append(result_row(row, "done", images=len(predicted)))
+                results.append(result_row(row, "done", images=len(predicted), metadata=summary.metadata))
         write_part(self.spec.destination, records, self.options.segmentation)
         return results
 

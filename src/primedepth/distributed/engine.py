@@ -45,6 +45,15 @@ class Inputs:
 
     rows: list[dict[str, str]] = field(default_factory=list)
     parquet: list[str] = field(default_factory=list)
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (label, reason): failed up front
+
+    def add_items(self, items: Sequence[io.InputItem]) -> None:
+        """The local engine's work items: rows, and the inputs it found unusable."""
+        for item in items:
+            if item.kind == "invalid":
+                self.invalid.append((item.label, getattr(item, "error", None) or "cannot be processed"))
+            else:  # the path made absolute: workers may run in another folder
+                self.rows.append({"path": str(Path(item.path).resolve()), "name": str(item.name), "kind": item.kind})
 
 
 def run_ray_job(items: Sequence[io.InputItem] | None, args: argparse.Namespace, options: JobOptions) -> JobSummary:
@@ -59,6 +68,8 @@ def run_ray_job(items: Sequence[io.InputItem] | None, args: argparse.Namespace, 
     summary = JobSummary()
     with ray_session(args.ray_address):
         inputs = _inputs(items, args)
+        summary.failed, summary.failures = len(inputs.invalid), list(inputs.invalid)
+        summary.stopped = options.fail_fast and summary.failed > 0
         rows = [row for row in inputs.rows if not _skip(row, worker, summary)]
         pool = PoolSpec(actors=args.actors or 1, gpus_per_actor=args.gpus_per_actor)
         datasets = ([ray.data.from_items(rows)] if rows else []) + [
@@ -105,12 +116,9 @@ def _inputs(items: Sequence[io.InputItem] | None, args: argparse.Namespace) -> I
     """Rows for the given work items, or the command's inputs collected here."""
     if items is None:
         return collect_inputs(args.inputs, args.recursive, args.output_dir, getattr(args, "input_column", None))
-    return Inputs(rows=[_item_row(item) for item in items])
-
-
-def _item_row(item: io.InputItem) -> dict[str, str]:
-    """A local work item as a row; the path absolute, as workers may run elsewhere."""
-    return {"path": str(Path(item.path).resolve()), "name": str(item.name), "kind": item.kind}
+    inputs = Inputs()
+    inputs.add_items(items)
+    return inputs
 
 
 def collect_inputs(inputs: Sequence[str], recursive: bool, output_dir: str, input_column: str | None) -> Inputs:
@@ -126,9 +134,9 @@ def collect_inputs(inputs: Sequence[str], recursive: bool, output_dir: str, inpu
             local.append(raw)
     output = None if is_uri(output_dir) else Path(output_dir)
     if local:
-        collected.rows += [_item_row(item) for item in collect_items(local, recursive=recursive, output_dir=output)]
+        collected.add_items(collect_items(local, recursive=recursive, output_dir=output))
     _check_unique(collected.rows)
-    if not collected.rows and not collected.parquet:
+    if not collected.rows and not collected.parquet and not collected.invalid:
         raise InputError("no images or videos found in the given inputs")
     _announce(collected, output_dir)
     return collected
@@ -197,6 +205,8 @@ def _count(row: dict[str, Any], summary: JobSummary, prefiltered: bool) -> None:
         return
     summary.done += 1
     summary.images += int(row["images"] or 0)
+    if row["metadata"] and not summary.metadata:
+        summary.metadata = json.loads(row["metadata"])
 
 
 def _user_error(error: BaseException) -> BaseException:

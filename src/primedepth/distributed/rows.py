@@ -17,6 +17,7 @@ PNGs, videos) is the same code whichever engine and storage ran the job.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,7 +31,7 @@ from .storage import URI_MARK, fetch, is_uri
 
 DEFAULT_INPUT_COLUMN = "bytes"
 # One result row per input row (files and Parquet outputs); see `result_row`.
-RESULT_COLUMNS = ("name", "source", "kind", "status", "error", "images")
+RESULT_COLUMNS = ("name", "source", "kind", "status", "error", "images", "metadata")
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,10 @@ def local_item(row: Row, scratch: Path, index: int) -> io.InputItem:
     return io.InputItem(name=row.name, path=local, kind=row.kind)
 
 
-def result_row(row: Row, status: str, error: str | None = None, images: int = 0) -> dict[str, Any]:
+def result_row(row: Row, status: str, error: str | None = None, images: int = 0,
+               metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """What a row reports: status 'done', 'skipped' (its outputs existed) or 'failed' (why in
-    `error`), and how many images (video frames) it predicted."""
+    `error`), how many images (video frames) it predicted, and what produced its outputs (the
+    local engine's run metadata, as JSON) for the job record."""
     return {"name": str(row.name), "source": row.source, "kind": row.kind, "status": status,
-            "error": error, "images": images}
+            "error": error, "images": images, "metadata": json.dumps(metadata) if metadata else None}

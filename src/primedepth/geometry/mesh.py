@@ -17,7 +17,6 @@ OpenCV camera frame of the point clouds.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from .cloud import grid_step, image_rgb8, unproject
+from .cloud import format_rows, grid_step, image_rgb8, unproject
 from .intrinsics import Intrinsics
 
 DEFAULT_MAX_ANGLE_DEG = 88.0
@@ -156,10 +155,7 @@ def _glb_bytes(mesh: GridMesh, rgb: np.ndarray, metadata: dict[str, object]) -> 
 
 def _obj_bytes(mesh: GridMesh, colors: np.ndarray, comments: Sequence[str]) -> bytes:
     """OBJ text: comments, ``v x y z r g b`` (colours in [0, 1]) and 1-based ``f a b c``."""
-    buffer = io.BytesIO()
     header = "".join(f"# {' '.join(comment.split())}\n" for comment in comments)
-    buffer.write(header.encode("utf-8", "replace"))
     table = np.column_stack([mesh.vertices.astype(np.float64), colors / 255.0])
-    np.savetxt(buffer, table, fmt="v %.6g %.6g %.6g %.4g %.4g %.4g")
-    np.savetxt(buffer, mesh.faces + 1, fmt="f %d %d %d")
-    return buffer.getvalue()
+    return (header.encode("utf-8", "replace") + format_rows(table, "v %.6g %.6g %.6g %.4g %.4g %.4g\n")
+            + format_rows(mesh.faces + 1, "f %d %d %d\n"))

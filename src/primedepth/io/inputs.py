@@ -31,13 +31,20 @@ class InputItem:
 
     name: PurePosixPath
     path: Path | None = None
-    kind: str = "image"  # "image" or "video"
+    kind: str = "image"  # "image", "video", or "invalid" (then `error` says why)
     image: Any = None  # in-memory image (PIL, numpy or tensor) when `path` is None
+    error: str | None = None  # why an input cannot be processed; the job reports it and goes on
 
     @property
     def label(self) -> str:
         """How the item is named in messages: its path, or its output name if in memory."""
         return str(self.path) if self.path is not None else str(self.name)
+
+
+def invalid_item(label: str, reason: str) -> InputItem:
+    """An input that cannot be processed (missing, unreadable, clashing): reported as failed by
+    the job, like a bad image, while the other inputs go on."""
+    return InputItem(name=PurePosixPath(label), path=Path(label), kind="invalid", error=reason)
 
 
 def media_kind(path: Path) -> str | None:
@@ -61,14 +68,22 @@ def expand_inputs(
     with `recursive`), glob patterns (``**`` needs `recursive`), and ``.txt`` files listing one
     path per line (relative paths are relative to the list file; ``#`` starts a comment).
     Files inside `output_dir` are ignored so that re-running on a folder never treats earlier
-    outputs as inputs. Raises `InputError` for a missing path, an unsupported file, or two
-    inputs that would write the same output.
+    outputs as inputs. An input that cannot be used (a missing path or list entry, a glob that
+    matches nothing, an unreadable folder or list, an unsupported file, two files that would
+    write the same outputs) becomes an `invalid_item`: the job reports it and goes on.
     """
     exclude = Path(output_dir).resolve() if output_dir is not None else None
     items: list[InputItem] = []
     for raw in inputs:
-        items.extend(_expand_one(str(raw), recursive, exclude))
+        try:
+            items.extend(_expand_one(str(raw), recursive, exclude))
+        except InputError as error:
+            items.append(invalid_item(str(raw), _without_label(str(error), str(raw))))
     return deduplicate(items)
+
+
+def _without_label(message: str, label: str) -> str:
+    return message[len(label) + 2:] if message.startswith(f"{label}: ") else message
 
 
 def _expand_one(raw: str, recursive: bool, exclude: Path | None) -> list[InputItem]:
@@ -95,9 +110,21 @@ def _file_item(path: Path, name: PurePosixPath) -> InputItem:
 
 
 def _expand_directory(root: Path, recursive: bool, exclude: Path | None) -> list[InputItem]:
-    """Media files of a folder, named by their path relative to it."""
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    return _items_below(root, sorted(candidates), exclude)
+    """Media files of a folder, named by their path relative to it; folders that cannot be
+    read (the folder itself, or sub-folders with `recursive`) are reported, not skipped silently."""
+    unreadable: list[InputItem] = []
+
+    def report(error: OSError) -> None:
+        unreadable.append(invalid_item(str(error.filename), f"cannot read this folder ({error.strerror})"))
+
+    if not os.access(root, os.R_OK | os.X_OK):
+        return [invalid_item(str(root), "cannot read this folder (permission denied)")]
+    candidates: list[Path] = []
+    for folder, subfolders, files in os.walk(root, onerror=report):
+        candidates += [Path(folder, name) for name in files]
+        if not recursive:
+            break
+    return [*unreadable, *_items_below(root, sorted(candidates), exclude)]
 
 
 def _expand_glob(pattern: str, recursive: bool, exclude: Path | None) -> list[InputItem]:
@@ -153,40 +180,73 @@ def looks_like_output(relative: Path | PurePosixPath) -> bool:
     return in_frames_folder or relative.name.endswith(tuple(OUTPUT_SUFFIXES.values()))
 
 
+def _read_list_file(list_file: Path) -> list[str]:
+    """The lines of a list file; a binary, non-UTF-8 or unreadable file is one clear error."""
+    try:
+        data = list_file.read_bytes()
+    except OSError as error:
+        raise InputError(f"{list_file}: cannot read this list file ({error.strerror})") from None
+    if b"\0" in data:
+        raise InputError(f"{list_file}: not a text list of paths (binary data)")
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        raise InputError(f"{list_file}: not a UTF-8 text list of paths (byte {error.start})") from None
+
+
 def _expand_list_file(list_file: Path) -> list[InputItem]:
-    """Entries of a text file, one path per line; relative ones mirror their written path."""
+    """Entries of a text file, one path per line; relative ones mirror their written path.
+    Every missing or unsupported entry is named (an invalid item) and the others go on."""
     items = []
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_read_list_file(list_file), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         written = Path(entry).expanduser()
         path = written if written.is_absolute() else list_file.parent / written
         if not path.is_file():
-            raise InputError(f"{list_file}, line {number}: {entry}: no such file")
+            items.append(invalid_item(f"{list_file}, line {number}: {entry}", "no such file"))
+            continue
         inside = not written.is_absolute() and ".." not in written.parts
         name = PurePosixPath(written.with_suffix("").as_posix() if inside else written.stem)
-        items.append(_file_item(path, name))
+        try:
+            items.append(_file_item(path, name))
+        except InputError as error:
+            items.append(invalid_item(f"{list_file}, line {number}: {entry}", _without_label(str(error), str(path))))
     return items
 
 
 def deduplicate(items: list[InputItem]) -> list[InputItem]:
-    """Drop repeats of the same file; refuse two different files with the same output name."""
-    by_name: dict[PurePosixPath, InputItem] = {}
+    """Drop repeats of the same file. Two different files that would write the same outputs
+    (same name and kind, e.g. twin.jpg and twin.png) are both reported as invalid and the rest
+    goes on; an image and a video of the same name write different files and both run."""
+    first: dict[tuple[PurePosixPath, str], int] = {}
     seen_paths: set[Path] = set()
-    unique = []
+    unique: list[InputItem] = []
     for item in items:
-        resolved = item.path.resolve() if item.path is not None else None
-        if resolved in seen_paths:
+        resolved = item.path.resolve() if item.path is not None and item.kind != "invalid" else None
+        if resolved is not None and resolved in seen_paths:
             continue
-        earlier = by_name.get(item.name)
-        if earlier is not None:
-            raise InputError(
-                f"{earlier.label} and {item.label} would both write outputs named "
-                f"'{item.name}'; pass their common folder instead, or run them separately"
-            )
-        by_name[item.name] = item
+        key = (item.name, item.kind)
+        if item.kind != "invalid" and key in first:
+            earlier_index = first[key]
+            earlier = unique[earlier_index]
+            reason = _clash_reason(earlier, item)
+            unique[earlier_index] = invalid_item(earlier.label, reason)
+            unique.append(invalid_item(item.label, reason))
+            continue
+        if item.kind != "invalid":
+            first[key] = len(unique)
         if resolved is not None:
             seen_paths.add(resolved)
         unique.append(item)
     return unique
+
+
+def _clash_reason(earlier: InputItem, later: InputItem) -> str:
+    """Why two files cannot both run, with advice that fits how they were given."""
+    if earlier.path is not None and later.path is not None and earlier.path.parent == later.path.parent:
+        advice = "rename one of them (or move it to another folder)"
+    else:
+        advice = "pass their common folder instead, or run them separately"
+    return f"{earlier.label} and {later.label} would both write outputs named '{later.name}'; {advice}"

@@ -1,0 +1,172 @@
+"""`primedepth predict --engine ray` and `predict_dataset` on a small local Ray instance.
+
+One Ray instance (2 CPUs, a small object store) serves the module; each job starts its own
+actors, so every test here costs an actor start-up (the imports of torch and diffusers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from primedepth import cli, io  # noqa: E402
+from primedepth.distributed import ERRORS_FILE, predict_dataset, read_depth, run_ray_job  # noqa: E402
+from primedepth.distributed.actor import FAULT_ENV  # noqa: E402
+from primedepth.jobs import JobOptions  # noqa: E402
+
+from .helpers import BAD, GOOD, assert_same_depth, files_below, make_photos  # noqa: E402
+
+OBJECT_STORE_BYTES = 150 * 1024**2
+
+
+@pytest.fixture(scope="module")
+def fault_file(tmp_path_factory) -> Path:
+    """Where a test arms the injected actor crash (see `primedepth.distributed.actor`)."""
+    return tmp_path_factory.mktemp("fault") / "crash-after"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(fault_file):
+    """A small local Ray instance for the module; actors inherit the fault variable."""
+    os.environ[FAULT_ENV] = str(fault_file)
+    ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+             logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+    os.environ.pop(FAULT_ENV, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from primedepth.testing import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return make_photos(tmp_path_factory.mktemp("inputs") / "photos")
+
+
+@pytest.fixture(scope="module")
+def local_reference(photos, tiny_model, tmp_path_factory) -> Path:
+    """The local engine's outputs for the photos, seed 0."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    code = cli.main(["predict", str(photos), "-o", str(out), "--model", str(tiny_model), "--seed", "0",
+                     "--outputs", "png16,npy,color", "--batch-size", "2"])
+    assert code == 1  # the two bad files
+    return out
+
+
+def _predict(capsys, *args: str | Path) -> tuple[int, str]:
+    code = cli.main(["predict", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def _assert_matches_local(out: Path, reference: Path, names: list[str]) -> None:
+    for name in names:
+        assert_same_depth(np.load(out / f"{name}_depth.npy"), np.load(reference / f"{name}_depth.npy"))
+        step = float(np.ptp(np.load(reference / f"{name}_depth.npy"))) / 65535
+        np.testing.assert_allclose(io.read_depth_png16(out / f"{name}_depth.png"),
+                                   io.read_depth_png16(reference / f"{name}_depth.png"), rtol=0, atol=step + 1e-6)
+
+
+GOOD_NAMES = [f"img{index:02d}" for index in range(GOOD)]
+
+
+def test_cli_ray_engine_matches_the_local_engine_and_lists_bad_files(capsys, photos, tiny_model, local_reference,
+                                                                      tmp_path):
+    out = tmp_path / "out"
+    code, err = _predict(capsys, photos, "-o", out, "--model", tiny_model, "--seed", "0", "--outputs",
+                         "png16,npy,color", "--batch-size", "2", "--engine", "ray", "--actors", "2")
+    assert code == 1, err
+    assert f"done {GOOD}, skipped 0 (outputs existed), failed 2" in err
+    assert files_below(out) == sorted([*(f for f in files_below(local_reference)), ERRORS_FILE])
+    _assert_matches_local(out, local_reference, GOOD_NAMES)
+    errors = [json.loads(line) for line in (out / ERRORS_FILE).read_text().splitlines()]
+    assert {Path(error["path"]).name: error["reason"] for error in errors}.keys() == BAD.keys()
+    for error in errors:
+        assert BAD[Path(error["path"]).name] in error["reason"]
+
+
+def test_resume_predicts_only_what_is_missing(capsys, photos, tiny_model, local_reference, tmp_path):
+    """An interrupted run left half of the outputs; the re-run keeps them and does the rest."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in GOOD_NAMES[: GOOD // 2]:
+        shutil.copy(local_reference / f"{name}_depth.npy", out)
+    kept = out / f"{GOOD_NAMES[0]}_depth.npy"
+    kept.write_bytes(b"not recomputed")
+    code, err = _predict(capsys, photos, "-o", out, "--model", tiny_model, "--seed", "0", "--outputs", "npy",
+                         "--engine", "ray")
+    assert code == 1 and f"done {GOOD - GOOD // 2}, skipped {GOOD // 2} (outputs existed), failed 2" in err, err
+    assert kept.read_bytes() == b"not recomputed"
+    for name in GOOD_NAMES[GOOD // 2:]:
+        assert_same_depth(np.load(out / f"{name}_depth.npy"), np.load(local_reference / f"{name}_depth.npy"))
+
+
+def test_a_killed_actor_is_replaced_and_every_output_is_written_once(photos, tiny_model, local_reference,
+                                                                      fault_file, tmp_path):
+    fault_file.write_text("2")  # the actor dies after writing its second batch, before answering
+    rows = [{"path": str(photos / f"{name}.png"), "name": name} for name in GOOD_NAMES]
+    out = tmp_path / "out"
+    results = predict_dataset(ray.data.from_items(rows), tiny_model, output_dir=out, outputs=("npy",), seed=0,
+                              rows_per_batch=3, actors=1).take_all()
+    assert not fault_file.exists() and Path(f"{fault_file}.fired").exists()  # it did crash
+    assert sorted(row["name"] for row in results) == GOOD_NAMES
+    statuses = [row["status"] for row in results]
+    # The rows of the retried task had been written by the first attempt: found finished.
+    assert statuses.count("done") + statuses.count("skipped") == GOOD and statuses.count("skipped") % 3 == 0
+    assert statuses.count("skipped") >= 3
+    assert files_below(out) == [f"{name}_depth.npy" for name in GOOD_NAMES]  # once each, no temporaries
+    for name in GOOD_NAMES:
+        assert_same_depth(np.load(out / f"{name}_depth.npy"), np.load(local_reference / f"{name}_depth.npy"))
+
+
+def _parquet_of_images(photos: Path, path: Path) -> Path:
+    table = {"path": [], "image": []}
+    for name in [*GOOD_NAMES, *(Path(bad).stem for bad in BAD)]:
+        source = next(photos.glob(f"{name}.*"))
+        table["path"].append(f"shots/{source.name}")
+        table["image"].append(source.read_bytes())
+    pq.write_table(pa.table(table), path)
+    return path
+
+
+def _parquet_args(source: str, out: str, model: Path) -> tuple[argparse.Namespace, JobOptions]:
+    args = cli.build_parser().parse_args(["predict", source, "-o", out, "--model", str(model), "--seed", "0",
+                                          "--outputs", "parquet", "--engine", "ray"])
+    args.input_column = "image"
+    return args, JobOptions(outputs=(), seed=0, keep_results=False)
+
+
+def test_parquet_in_parquet_out_through_object_storage_uris(photos, tiny_model, local_reference, tmp_path):
+    """Encoded images in a Parquet file -> depth rows in a Parquet dataset, both by file:// URI
+    (the object-storage code path: staged locally, then copied up), then a resumed run."""
+    source = _parquet_of_images(photos, tmp_path / "images.parquet")
+    out = tmp_path / "depth"
+    args, options = _parquet_args(f"file://{source}", f"file://{out}", tiny_model)
+    summary = run_ray_job(None, args, options)
+    assert (summary.done, summary.skipped, summary.failed) == (GOOD, 0, 2)
+    table = pq.read_table(out).to_pylist()
+    assert sorted(row["name"] for row in table) == sorted(f"shots/{name}" for name in GOOD_NAMES)
+    for row in table:
+        expected = np.load(local_reference / f"{Path(row['name']).name}_depth.npy")
+        assert_same_depth(read_depth(row), expected)
+        assert row["video"] is None and row["source"].endswith(".png")
+    assert len((out / ERRORS_FILE).read_text().splitlines()) == 2
+    again = run_ray_job(None, args, options)
+    assert (again.done, again.skipped, again.failed) == (0, GOOD, 2)
+    assert len(pq.read_table(out)) == GOOD  # nothing written twice
