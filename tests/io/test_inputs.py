@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from primedepth.errors import InputError
 from primedepth.io import inputs
 
 
