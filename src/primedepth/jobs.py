@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from . import io
 from . import __version__
-from .constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID
+from .constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID, VAE_DOWNSAMPLE
 from .devices import auto_batch_size, dtype_label, pipeline_device_and_dtype
 from .ensemble import ENSEMBLE_PNG_KEY, DepthEnsemble, load_ensemble
 from .errors import InputError, PrimeDepthError
@@ -40,7 +40,6 @@ from .io.atomic import discard_temporary, new_temporary_file
 from .io.outputs import DEFAULT_OUTPUTS
 from .loading import load_pipeline
 from .model.forward import seeded_generators
-from .processing import MIN_IMAGE_SIDE
 
 __all__ = [
     "predict",
@@ -112,8 +111,8 @@ class JobOptions:
         self.segmentation = self.segmentation or "seg" in self.outputs
         if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {self.batch_size!r}")
-        if self.max_size < MIN_IMAGE_SIDE:
-            raise InputError(f"max size must be at least {MIN_IMAGE_SIDE} pixels, got {self.max_size}")
+        if self.max_size < VAE_DOWNSAMPLE:
+            raise InputError(f"max size must be at least {VAE_DOWNSAMPLE} pixels, got {self.max_size}")
         io.check_colormap(self.colormap)
         if self.output_dir is not None:
             self.output_dir = Path(self.output_dir)

@@ -33,7 +33,7 @@ from .io.atomic import atomic_directory
 from .model.forward import LatentNoise, RawPrediction, draw_noise, forward, latent_shape
 from .model.heads import LabelHead
 from .model.refiner import PrimeDepthRefiner
-from .processing import ImageInput, PreparedImage, PrimeDepthImageProcessor, as_image_list
+from .processing import ImageInput, PreparedImage, PrimeDepthImageProcessor, as_image_list, smallest_processable_side
 from .text.captioning import Blip2Captioner
 from .text.encoder import PromptEncoder
 from .weights import resolve_source
@@ -451,7 +451,8 @@ class PrimeDepthPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         images = as_image_list(image)
-        prepared = [self.image_processor.preprocess(item, max_size) for item in images]
+        min_size = smallest_processable_side(self.unet.config)
+        prepared = [self.image_processor.preprocess(item, max_size, min_size) for item in images]
         context, prompts = self._contexts(images, prepared, prompt, prompt_embeds)
         noise = self._image_noise(prepared, posterior_noise, step_noise, generator)
         depth: list[torch.Tensor | None] = [None] * len(prepared)

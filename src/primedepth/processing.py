@@ -31,7 +31,9 @@ __all__ = ["ImageInput", "PreparedImage", "processed_size", "to_rgb_float", "to_
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
-MIN_IMAGE_SIDE = VAE_DOWNSAMPLE  # below this the latent is empty
+# The smallest image accepted: anything smaller than the model can process is upscaled first
+# (see `smallest_processable_side`) and its depth resized back to the input size.
+MIN_IMAGE_SIDE = 2
 _FLOAT_RANGE_SLACK = 1e-3
 
 
@@ -63,6 +65,23 @@ def processed_size(height: int, width: int, max_size: int) -> tuple[int, int]:
     if new_long > max_size:
         new_short, new_long = int(max_size * new_short / new_long), max_size
     return (new_long, new_short) if height > width else (new_short, new_long)
+
+
+def upscaled_size(size: tuple[int, int], min_size: int) -> tuple[int, int]:
+    """`size` scaled up (aspect kept) so that its shorter side is at least `min_size`."""
+    short = min(size)
+    if short >= min_size:
+        return size
+    factor = min_size / short
+    return tuple(max(min_size, round(side * factor)) for side in size)  # type: ignore[return-value]
+
+
+def smallest_processable_side(unet_config: Any) -> int:
+    """The shortest image side the UNet can walk: every downsampling but the last level's must
+    leave more than one latent position (a 1 x 1 map at a level with one channel per GroupNorm
+    group breaks the norm: 16 x 16 images did on small models). 64 for Stable Diffusion."""
+    downsamplings = len(unet_config.down_block_types) - 1  # the last level does not downsample
+    return VAE_DOWNSAMPLE * 2**downsamplings
 
 
 def as_image_list(images: ImageInput | list[ImageInput] | tuple) -> list[ImageInput]:
@@ -154,15 +173,18 @@ def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tens
     return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
-def prepare_image(image: ImageInput, max_size: int) -> PreparedImage:
-    """Validate one image and turn it into model input (official pre-processing)."""
+def prepare_image(image: ImageInput, max_size: int, min_size: int = VAE_DOWNSAMPLE) -> PreparedImage:
+    """Validate one image and turn it into model input (official pre-processing). Images whose
+    shorter side would be below `min_size` (what the model can process) are upscaled to it."""
     rgb, is_8bit = to_rgb_float(image)
     input_size = rgb.shape[:2]
-    size = processed_size(*input_size, max_size)
-    if min(size) < MIN_IMAGE_SIDE:
+    size = upscaled_size(processed_size(*input_size, max_size), min_size)
+    budget = max(max_size, min_size) ** 2  # upscaling a thin image may pass max_size, not its area
+    if size[0] * size[1] > budget:
         raise InputError(
-            f"image of {input_size[1]}x{input_size[0]} pixels would be {size[1]}x{size[0]} at max_size {max_size}: "
-            f"too elongated (both sides must stay >= {MIN_IMAGE_SIDE}); raise max_size or crop it"
+            f"image of {input_size[1]}x{input_size[0]} pixels is too elongated to process: its shorter side "
+            f"needs {min_size} pixels, which makes it {size[1]}x{size[0]}, more pixels than max_size "
+            f"{max_size} allows; crop it"
         )
     if size == input_size:
         pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
@@ -185,11 +207,11 @@ class PrimeDepthImageProcessor:
     """Pre- and post-processing of `PrimeDepthPipeline` (`pipe.image_processor`), and turning
     predictions into images, in the manner of diffusers' `MarigoldImageProcessor`."""
 
-    def preprocess(self, image: ImageInput, max_size: int = DEFAULT_MAX_SIZE) -> PreparedImage:
+    def preprocess(self, image: ImageInput, max_size: int = DEFAULT_MAX_SIZE, min_size: int = VAE_DOWNSAMPLE) -> PreparedImage:
         """One image -> model input (official pre-processing; see `prepare_image`)."""
-        if max_size < MIN_IMAGE_SIDE:
-            raise InputError(f"max_size must be >= {MIN_IMAGE_SIDE}")
-        return prepare_image(image, max_size)
+        if max_size < VAE_DOWNSAMPLE:
+            raise InputError(f"max_size must be >= {VAE_DOWNSAMPLE}")
+        return prepare_image(image, max_size, min_size)
 
     def postprocess(self, raw: Any, row: int, prepared: PreparedImage) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Row `row` of a raw prediction at the input size: depth (H, W) as the mean of the depth

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from primedepth.geometry import Intrinsics
+from primedepth.geometry import Intrinsics, SparseDepth
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,17 @@ def affine_prediction(depth: np.ndarray, scale: float, shift: float, noise: floa
     if noise:
         pred = pred + np.random.default_rng(seed).normal(0.0, noise * np.ptp(pred), pred.shape)
     return pred.astype(np.float32)
+
+
+def known_depths(depth: np.ndarray, count: int, outliers: float, one_sided: bool, seed: int = 1) -> SparseDepth:
+    """`count` known depths at random pixels with 0.2% sensor noise; a fraction `outliers` of
+    them is off by a factor 1.3-3 (too far, or with `one_sided` False also its inverse)."""
+    rng = np.random.default_rng(seed)
+    y, x = rng.integers(0, depth.shape[0], count), rng.integers(0, depth.shape[1], count)
+    known = depth[y, x] * rng.normal(1.0, 0.002, count)
+    bad = rng.random(count) < outliers
+    factor = rng.uniform(1.3, 3.0, int(bad.sum()))
+    if not one_sided:
+        factor = np.where(rng.random(factor.size) < 0.5, factor, 1.0 / factor)
+    known[bad] *= factor
+    return SparseDepth(x=x, y=y, depth_m=known, shape=depth.shape, source="test points")

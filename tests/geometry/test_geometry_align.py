@@ -8,23 +8,9 @@ import pytest
 from primedepth.errors import InputError
 from primedepth.geometry import SparseDepth, align_to_sparse, pseudo_depth
 
-from .scenes import SCENES, affine_prediction, render
+from .scenes import SCENES, affine_prediction, known_depths, render
 
 TRUE_SCALE, TRUE_SHIFT = 0.4, 0.12
-
-
-def _sparse(depth: np.ndarray, count: int, outliers: float, one_sided: bool, seed: int = 1) -> SparseDepth:
-    """`count` known depths at random pixels, a fraction `outliers` of them off by 30-200%."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, depth.shape[0], count)
-    x = rng.integers(0, depth.shape[1], count)
-    known = depth[y, x] * rng.normal(1.0, 0.002, count)  # a good sensor's noise
-    bad = rng.random(count) < outliers
-    factor = rng.uniform(1.3, 3.0, int(bad.sum()))
-    if not one_sided:
-        factor = np.where(rng.random(factor.size) < 0.5, factor, 1.0 / factor)
-    known[bad] *= factor
-    return SparseDepth(x=x, y=y, depth_m=known, shape=depth.shape, source="test points")
 
 
 @pytest.mark.parametrize("scene", sorted(SCENES))
@@ -32,7 +18,7 @@ def _sparse(depth: np.ndarray, count: int, outliers: float, one_sided: bool, see
 def test_ransac_recovers_metric_depth_despite_20_percent_outliers(scene, one_sided):
     depth, _ = render(SCENES[scene])
     prediction = affine_prediction(depth, TRUE_SCALE, TRUE_SHIFT, noise=0.002)
-    result = align_to_sparse(prediction, _sparse(depth, 400, 0.2, one_sided))
+    result = align_to_sparse(prediction, known_depths(depth, 400, 0.2, one_sided))
     relative_error = np.abs(result.depth_m - depth) / depth
     assert np.median(relative_error) < 0.01
     assert result.scale == pytest.approx(TRUE_SCALE, rel=0.01)
@@ -47,7 +33,7 @@ def test_ransac_recovers_metric_depth_despite_20_percent_outliers(scene, one_sid
 def test_huber_also_meets_the_bar_on_symmetric_outliers(scene):
     depth, _ = render(SCENES[scene])
     prediction = affine_prediction(depth, TRUE_SCALE, TRUE_SHIFT, noise=0.002)
-    result = align_to_sparse(prediction, _sparse(depth, 400, 0.2, one_sided=False), method="huber")
+    result = align_to_sparse(prediction, known_depths(depth, 400, 0.2, one_sided=False), method="huber")
     assert np.median(np.abs(result.depth_m - depth) / depth) < 0.01
     assert result.scale == pytest.approx(TRUE_SCALE, rel=0.01)
     assert result.shift == pytest.approx(TRUE_SHIFT, rel=0.01)
@@ -69,7 +55,7 @@ def test_exact_data_gives_the_exact_fit_and_a_dense_map_is_accepted():
 def test_weights_switch_points_off():
     depth, _ = render(SCENES["tilted_plane"])
     prediction = affine_prediction(depth, TRUE_SCALE, TRUE_SHIFT)
-    sparse = _sparse(depth, 50, 0.0, False)
+    sparse = known_depths(depth, 50, 0.0, False)
     sparse.depth_m = depth[sparse.y, sparse.x].copy()
     sparse.depth_m[:10] *= 2.0
     weights = np.ones(50)

@@ -112,3 +112,28 @@ def test_bad_sparse_input_raises_before_anything_is_written(tmp_path):
 def test_check_geometry_request_refuses_early(kinds, options, message):
     with pytest.raises(InputError, match=message):
         check_geometry_request(kinds, options)
+
+
+def test_optional_packages_are_not_imported_with_the_module():
+    import subprocess
+    import sys
+
+    code = "import sys, primedepth.geometry; print(sorted({'trimesh', 'OpenEXR'} & set(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_missing_optional_packages_are_named(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    from primedepth.geometry import read_sparse_file
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trimesh" else real_find_spec(name, *a))
+    with pytest.raises(InputError, match=r"glb output needs trimesh: pip install 'primedepth\[3d\]'"):
+        check_geometry_request(["glb"], GeometryOptions())
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # makes `import OpenEXR` fail
+    (tmp_path / "d.exr").write_bytes(b"not really")
+    with pytest.raises(InputError, match="reading .exr needs the OpenEXR package"):
+        read_sparse_file(tmp_path / "d.exr", (4, 4))

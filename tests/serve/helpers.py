@@ -86,10 +86,10 @@ class SlowPipeline:
         return getattr(self._pipeline, name)
 
 
-def start_server(model: Path, pipeline: Any = None, api: bool = True, demo_path: str | None = None,
+def start_server(tiny_model: Path, pipeline: Any = None, api: bool = True, demo_path: str | None = None,
                  **settings: Any) -> BackgroundServer:
     """A live server on the tiny model (or `pipeline`), ready; stop it with `server.__exit__`."""
-    options = {"model": str(model), "device": "cpu", **settings}
+    options = {"model": str(tiny_model), "device": "cpu", **settings}
     service = DepthService(ServeSettings(**options), pipeline=pipeline)
     server = BackgroundServer(create_app(service, api=api, demo_path=demo_path)).__enter__()
     server.service = service  # type: ignore[attr-defined]

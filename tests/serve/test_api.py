@@ -20,7 +20,7 @@ from PIL import Image
 import primedepth
 from primedepth.io import colorize_depth, read_depth_png16, segmentation_labels
 from primedepth.io.images import ORIENTATION_TAG
-from primedepth.processing import processed_size
+from primedepth.jobs import JOB_RECORD
 from primedepth.serve.responses import METADATA_HEADER
 
 from .helpers import png_bytes, random_image, start_server
@@ -45,7 +45,7 @@ def post(url: str, files: list[tuple[str, bytes]], timeout: float = 60, **fields
 def cli_files(reference: Any, paths: list[Path], output_dir: Path, kinds: tuple[str, ...], **options: Any) -> dict[str, bytes]:
     """The files `primedepth.predict` writes for these inputs, by file name."""
     primedepth.predict([str(p) for p in paths], model=reference, output_dir=output_dir, outputs=kinds, **options)
-    return {path.name: path.read_bytes() for path in sorted(output_dir.iterdir())}
+    return {path.name: path.read_bytes() for path in sorted(output_dir.iterdir()) if path.name != JOB_RECORD}
 
 
 def write_png(folder: Path, name: str, image: np.ndarray) -> Path:
@@ -120,20 +120,21 @@ def test_uploads_are_read_as_the_cli_reads_files(api, reference, tmp_path):
 
 def test_several_images_and_outputs_come_as_a_zip_with_metadata(api, reference, tmp_path):
     paths = [write_png(tmp_path, f"view{i}.png", random_image(10 + i)) for i in range(2)]
-    answer = post(api.url, [(p.name, p.read_bytes()) for p in paths], outputs="png16,npy", seed=SEED, max_size=32)
+    answer = post(api.url, [(p.name, p.read_bytes()) for p in paths], outputs="png16,npy", seed=SEED, max_size=512)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(answer.content))
     metadata = json.loads(archive.read("metadata.json"))
-    expected = cli_files(reference, paths, tmp_path / "cli", ("png16", "npy"), seed=SEED, max_size=32, batch_size=2)
+    expected = cli_files(reference, paths, tmp_path / "cli", ("png16", "npy"), seed=SEED, max_size=512, batch_size=2)
     assert sorted(archive.namelist()) == sorted([*expected, "metadata.json"])
     for name, content in expected.items():
         assert archive.read(name) == content, name  # the two images shared one batch, as in the CLI run
     assert metadata == json.loads(answer.headers[METADATA_HEADER])
     assert metadata["seed"] == SEED and metadata["affine_invariant"] is True and "inverse depth" in metadata["depth"]
     assert metadata["model"] == str(api.service.settings.model) and "revision" in metadata
-    height, width = processed_size(40, 56, 32)
+    height, width = api.service.processing_size(40, 56, 512)[1]
     assert [entry["processing_size"] for entry in metadata["images"]] == [{"width": width, "height": height}] * 2
+    assert metadata["max_size"] == 512
     assert [entry["prompt"] for entry in metadata["images"]] == ["", ""]  # the tiny model's default prompt
 
 
@@ -158,7 +159,7 @@ BAD_UPLOADS = {
     "not an image": (b"depth, please\n" * 10, 415, "not_an_image"),
     "truncated": (_truncated_png(), 400, "corrupt_image"),
     "1x1 pixel": (png_bytes(np.zeros((1, 1, 3), np.uint8)), 422, "image_too_small"),
-    "7 pixels high": (png_bytes(np.zeros((7, 300, 3), np.uint8)), 422, "image_too_small"),
+    "1 pixel high": (png_bytes(np.zeros((1, 300, 3), np.uint8)), 422, "image_too_small"),
     "too many pixels": (png_bytes(Image.new("RGB", (1100, 1000))), 413, "too_many_pixels"),
     "too many bytes": (png_bytes(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)),
                        413, "upload_too_large"),

@@ -10,11 +10,13 @@ glass, SfM points on the wrong surface, a typo in a tape measurement), so the fi
 - ``"huber"``: iteratively reweighted least squares with Huber weights on the same relative
   residual (scale from the median absolute deviation).
 
-RANSAC is the default because it is the one that stays unbiased when outliers are one-sided
-(all too near or all too far, as with glass or sky): on the synthetic scenes of the tests with
-20% one-sided outliers it recovers scale and shift to well under 1% where Huber is pulled off
-by several percent, at a cost of about a millisecond (``benchmarks/geometry_timing.py`` prints
-both). Without outliers both give the least-squares answer.
+RANSAC is the default because it stays unbiased when outliers are one-sided (all too near or
+all too far, as with glass or sky) and when there are many. Measured by
+``benchmarks/geometry_timing.py`` (500 known depths, prediction noise 0.2% of its range): at
+20% one-sided outliers RANSAC's scale is off by 0.05% and Huber's by 0.25% (shift 0.05% vs
+0.54%); at 40% one-sided outliers RANSAC is still within 0.07% while Huber is off by 39%.
+Without outliers both give the least-squares answer. Both take about 0.3 s on a 12 MP image,
+nearly all of it applying the fit to every pixel.
 """
 
 from __future__ import annotations
@@ -158,10 +160,16 @@ def _fit_inputs(prediction: np.ndarray, sparse: SparseDepth,
     depth = np.asarray(sparse.depth_m, dtype=np.float64)
     w = np.ones_like(depth) if sparse.weight is None else np.asarray(sparse.weight, np.float64)
     if weights is not None:
-        w = w * np.asarray(weights, dtype=np.float64).reshape(-1)
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if weights.size != depth.size:
+            raise InputError(f"{weights.size} weights for {depth.size} known depths")
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise InputError("weights must be finite and not negative")
+        w = w * weights
     usable = np.isfinite(p) & np.isfinite(depth) & (depth > 0) & (w > 0)
     p, depth, w = p[usable], depth[usable], w[usable]
-    distinct = np.unique(np.stack([sparse.y[usable], sparse.x[usable]]), axis=1).shape[1]
+    pixels = sparse.y[usable].astype(np.int64) * prediction.shape[1] + sparse.x[usable]
+    distinct = min(pixels.size, 1 if pixels.size and (pixels == pixels[0]).all() else 2)
     if distinct < 2:
         raise InputError(f"{sparse.source}: alignment needs known depths at 2 or more distinct pixels "
                          f"with a valid prediction, got {distinct}")

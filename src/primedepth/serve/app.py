@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..errors import first_line
 from ..io.outputs import DEPTH_QUANTITY, FRAME_OUTPUT_KINDS
 from .errors import ApiError
 from .limits import BodyLimit
@@ -71,6 +72,11 @@ def _install_error_handlers(app: FastAPI, service: DepthService) -> None:
         kind = _HTTP_KINDS.get(error.status_code, "http_error")
         return await api_error(_, ApiError(error.status_code, kind, str(error.detail)))
 
+    async def internal_error(_: Request, error: Exception) -> JSONResponse:
+        service.metrics.errors.labels("internal_error").inc()
+        return _error_response(ApiError(500, "internal_error", f"the server failed: {first_line(error)}"))
+
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -120,15 +126,14 @@ def _limits(service: DepthService) -> dict[str, Any]:
             "batch_window_ms": settings.batch_window_ms}
 
 
-async def _read_uploads(service: DepthService, uploads: list[UploadFile], request: DepthRequest) -> tuple[list[str], list[np.ndarray]]:
+async def _read_uploads(service: DepthService, uploads: list[UploadFile]) -> tuple[list[str], list[np.ndarray]]:
     """Decode every upload off the event loop; the first bad one names itself in a 4xx."""
     settings = service.settings
     stems, images = [], []
     for position, upload in enumerate(uploads):
         label = upload.filename or f"image {position + 1}"
         data = await upload.read(settings.max_upload_bytes + 1)
-        image = await asyncio.to_thread(decode_upload, data, label, settings.max_pixels,
-                                        settings.max_upload_bytes, request.max_size)
+        image = await asyncio.to_thread(decode_upload, data, label, settings.max_pixels, settings.max_upload_bytes)
         stems.append(safe_stem(upload.filename, f"image_{position}"))
         images.append(image)
     return unique_names(stems), images
@@ -142,9 +147,10 @@ async def _answer(service: DepthService, uploads: list[UploadFile], request: Dep
         raise ApiError(413, "too_many_images",
                        f"{len(uploads)} images in one request; this server takes at most {service.settings.max_images}")
     service.check_request(request, len(uploads))  # a busy server says so before decoding anything
-    names, images = await _read_uploads(service, uploads, request)
+    names, images = await _read_uploads(service, uploads)
     predictions = await service.predict(images, request)
-    files, metadata = await asyncio.to_thread(encode_answer, service.model_info, request, names, images, predictions)
+    sizes = [service.processing_size(image.shape[0], image.shape[1], request.max_size) for image in images]
+    files, metadata = await asyncio.to_thread(encode_answer, service.model_info, request, names, sizes, predictions)
     return build_response(files, metadata)
 
 

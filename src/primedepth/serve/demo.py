@@ -23,17 +23,18 @@ from PIL import Image
 from .. import io
 from ..errors import InputError
 from ..jobs import JobOptions, run_job
-from ..processing import MIN_IMAGE_SIDE, to_rgb_uint8
+from ..processing import to_rgb_uint8
 from .errors import ApiError
 from .examples import write_examples
 from .options import DepthRequest, parse_request
-from .service import DepthService
+from .service import DepthResult, DepthService
 from .uploads import check_image_size, safe_stem
 
 __all__ = ["build_demo", "mount_demo", "DEMO_COLORMAPS"]
 
 DEMO_COLORMAPS = ("Spectral", "Spectral_r", "viridis", "magma", "inferno", "turbo", "gray")
 DOWNLOAD_KINDS = "png16,npy,color"
+MIN_DEMO_SIZE = 64  # the smallest max size offered
 KEPT_RESULTS = 64  # result folders kept for downloads; older ones are deleted
 
 INTRO = """# PrimeDepth: monocular depth from one Stable Diffusion step
@@ -70,22 +71,22 @@ def _request(service: DepthService, outputs: str, max_size: Any, seed: Any, prom
         raise gr.Error(str(error)) from None
 
 
-def _read_photo(path: str | None, max_pixels: int, max_size: int) -> np.ndarray:
+def _read_photo(path: str | None, max_pixels: int) -> np.ndarray:
     """The uploaded photo read as `primedepth predict` reads files, with the API's size checks."""
     if not path:
         raise gr.Error("upload a photo or pick an example first")
     try:
         image = io.read_image(path, max_pixels=max_pixels)
-        check_image_size(image.shape[1], image.shape[0], max_size, "the photo")
+        check_image_size(image.shape[1], image.shape[0], "the photo")
     except (InputError, ApiError) as error:
         raise gr.Error(str(error).replace(f"{path}: ", "")) from None
     return image
 
 
-def _write_downloads(folder: Path, stem: str, prediction: Any, request: DepthRequest) -> tuple[np.ndarray, list[str]]:
+def _write_downloads(folder: Path, stem: str, result: DepthResult, request: DepthRequest) -> tuple[np.ndarray, list[str]]:
     """Write the outputs as the CLI does; the colour PNG is shown, the others offered."""
     paths = io.output_paths(folder, PurePosixPath(stem), request.outputs)
-    io.write_outputs(paths, prediction.depth, None, request.colormap)
+    io.write_outputs(paths, result.prediction.depth, None, request.colormap, png_text=result.png_text)
     with Image.open(paths["color"]) as colour:
         shown = np.asarray(colour.convert("RGB"))
     return shown, [str(paths[kind]) for kind in ("png16", "npy")]
@@ -95,13 +96,13 @@ def _image_handler(service: DepthService, folders: _ResultFolders) -> Any:
     async def predict_image(path: str | None, max_size: float, seed: float, prompt: str, colormap: str) -> tuple:
         """Depth for one photo: (input, colour depth) for the slider, and the download files."""
         request = _request(service, DOWNLOAD_KINDS, max_size, seed, prompt, colormap)
-        image = await asyncio.to_thread(_read_photo, path, service.settings.max_pixels, request.max_size)
+        image = await asyncio.to_thread(_read_photo, path, service.settings.max_pixels)
         try:
-            [prediction] = await service.predict([image], request)
+            [result] = await service.predict([image], request)
         except ApiError as error:
             raise gr.Error(error.message) from None
         stem = safe_stem(path, "photo")
-        colour, downloads = await asyncio.to_thread(_write_downloads, folders.new(), stem, prediction, request)
+        colour, downloads = await asyncio.to_thread(_write_downloads, folders.new(), stem, result, request)
         return (to_rgb_uint8(image), colour), downloads
 
     return predict_image
@@ -143,7 +144,7 @@ def _options(service: DepthService) -> list[Any]:
     """Max size, seed, prompt and colour map controls, defaulting to the server's settings."""
     settings = service.settings
     with gr.Accordion("Options", open=False):
-        max_size = gr.Slider(MIN_IMAGE_SIDE * 8, settings.max_size, value=settings.max_size, step=8,
+        max_size = gr.Slider(min(MIN_DEMO_SIZE, settings.max_size), settings.max_size, value=settings.max_size, step=8,
                              label="Max size (longer side is downscaled to this)")
         seed = gr.Number(value=settings.seed, precision=0, minimum=0, label="Seed")
         prompt = gr.Textbox(value=settings.prompt or "", label="Prompt (blank: the model's default)",

@@ -15,9 +15,7 @@ from io import BytesIO
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
-from ..io.outputs import OUTPUT_SUFFIXES, output_paths, write_outputs
+from ..io.outputs import output_paths, write_outputs
 
 __all__ = ["encode_outputs", "zip_files", "media_type", "METADATA_FILE", "ZIP_MEDIA_TYPE"]
 
@@ -32,23 +30,15 @@ def media_type(filename: str) -> str:
     return _MEDIA_TYPES.get(PurePosixPath(filename).suffix, "application/octet-stream")
 
 
-def encode_outputs(
-    name: str,
-    depth: np.ndarray,
-    segmentation: np.ndarray | None,
-    kinds: tuple[str, ...],
-    colormap: str,
-) -> dict[str, bytes]:
-    """The requested output files of one image, by file name (``NAME_depth.png`` ...), in order."""
+def encode_outputs(name: str, result: Any, kinds: tuple[str, ...], colormap: str) -> dict[str, bytes]:
+    """The requested output files of one image (a `DepthResult`), by file name, in order.
+
+    The PNGs carry the text chunks of the job that predicted them, as the CLI's do."""
+    prediction = result.prediction
     with tempfile.TemporaryDirectory(prefix="primedepth-encode-") as folder:
         paths = output_paths(Path(folder), PurePosixPath(name), kinds)
-        write_outputs(paths, depth, segmentation, colormap)
+        write_outputs(paths, prediction.depth, prediction.segmentation, colormap, png_text=result.png_text)
         return {path.name: path.read_bytes() for path in paths.values() if path.exists()}
-
-
-def file_name(name: str, kind: str) -> str:
-    """The response file name of one output kind of the image called `name`."""
-    return f"{name}{OUTPUT_SUFFIXES[kind]}"
 
 
 def zip_files(files: dict[str, bytes], metadata: dict[str, Any]) -> bytes:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..io.outputs import FRAME_OUTPUT_KINDS, check_colormap
-from ..processing import MIN_IMAGE_SIDE
+from ..constants import VAE_DOWNSAMPLE
 from .errors import ApiError
 from .settings import ServeSettings
 
@@ -60,9 +60,9 @@ def _outputs(text: str | None) -> tuple[str, ...]:
 def _max_size(value: int | None, settings: ServeSettings) -> int:
     if value is None:
         return settings.max_size
-    if not MIN_IMAGE_SIDE <= value <= settings.max_size:
+    if not VAE_DOWNSAMPLE <= value <= settings.max_size:
         raise ApiError(422, "bad_max_size",
-                       f"max_size must be between {MIN_IMAGE_SIDE} and this server's limit {settings.max_size}, got {value}")
+                       f"max_size must be between {VAE_DOWNSAMPLE} and this server's limit {settings.max_size}, got {value}")
     return value
 
 

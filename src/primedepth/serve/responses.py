@@ -12,19 +12,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from fastapi import Response
 
 from ..io.outputs import DEPTH_QUANTITY, PNG16_DECODE
-from ..jobs import Prediction
-from ..processing import processed_size
 from .encoding import ZIP_MEDIA_TYPE, encode_outputs, media_type, zip_files
 from .options import DepthRequest
+from .service import DepthResult
 
 __all__ = ["METADATA_HEADER", "depth_metadata", "encode_answer", "build_response", "unique_names"]
 
 METADATA_HEADER = "PrimeDepth-Metadata"
 ZIP_NAME = "primedepth_depth.zip"
+ImageSizes = tuple[tuple[int, int], tuple[int, int]]
 DEPTH_NOTE = ("relative depth: the scale and shift are unknown, so align it to known depths "
               "(least squares on a few points) before reading metres")
 
@@ -39,16 +38,14 @@ def unique_names(stems: Sequence[str]) -> list[str]:
     return names
 
 
-def _image_entry(name: str, image: np.ndarray, prediction: Prediction, request: DepthRequest,
-                 files: list[str]) -> dict[str, Any]:
+def _image_entry(name: str, sizes: ImageSizes, result: DepthResult, files: list[str]) -> dict[str, Any]:
     """What one image's answer is: sizes, the prompt used and its file names."""
-    height, width = image.shape[:2]
-    processed_height, processed_width = processed_size(height, width, request.max_size)
+    (height, width), (processed_height, processed_width) = sizes
     return {
         "name": name,
         "input_size": {"width": width, "height": height},
         "processing_size": {"width": processed_width, "height": processed_height},
-        "prompt": prediction.prompt,
+        "prompt": result.prediction.prompt,
         "files": files,
     }
 
@@ -70,15 +67,17 @@ def depth_metadata(model_info: dict[str, Any], request: DepthRequest, images: li
     }
 
 
-def encode_answer(model_info: dict[str, Any], request: DepthRequest, names: Sequence[str],
-                  images: Sequence[np.ndarray], predictions: Sequence[Prediction]) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Every requested file of every image (with the package's writers) and the metadata."""
+def encode_answer(model_info: dict[str, Any], request: DepthRequest, names: Sequence[str], sizes: Sequence[ImageSizes],
+                  results: Sequence[DepthResult]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every requested file of every image (with the package's writers) and the metadata.
+
+    `sizes`: ((height, width) of the input, (height, width) it was processed at) per image."""
     files: dict[str, bytes] = {}
     entries = []
-    for name, image, prediction in zip(names, images, predictions):
-        encoded = encode_outputs(name, prediction.depth, prediction.segmentation, request.outputs, request.colormap)
+    for name, size, result in zip(names, sizes, results):
+        encoded = encode_outputs(name, result, request.outputs, request.colormap)
         files.update(encoded)
-        entries.append(_image_entry(name, image, prediction, request, list(encoded)))
+        entries.append(_image_entry(name, size, result, list(encoded)))
     return files, depth_metadata(model_info, request, entries)
 
 

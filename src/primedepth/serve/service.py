@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from .. import io
+from .. import io, processing
 from ..devices import auto_batch_size, dtype_label, pipeline_device_and_dtype
 from ..errors import PrimeDepthError, first_line
 from ..jobs import JobOptions, Prediction, run_job
@@ -31,10 +33,19 @@ from .metrics import ServeMetrics
 from .options import BatchKey, DepthRequest
 from .settings import ServeSettings
 
-__all__ = ["DepthService", "WARM_UP_SIDE"]
+__all__ = ["DepthService", "DepthResult", "WARM_UP_SIDE"]
 
 LOG = logging.getLogger("primedepth.serve")
+_EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
 WARM_UP_SIDE = 64
+
+
+@dataclass
+class DepthResult:
+    """One image's prediction and the PNG text chunks `primedepth predict` writes with it."""
+
+    prediction: Prediction
+    png_text: dict[str, str] = field(default_factory=dict)
 
 
 def _warm_up_image() -> np.ndarray:
@@ -82,8 +93,8 @@ class DepthService:
         [warm] = self._run_group(key, [_warm_up_image()])  # not a batch of the metrics
         if isinstance(warm, BaseException):
             raise warm
-        if warm.status != "done":
-            raise PrimeDepthError(f"the warm-up prediction failed: {warm.error}")
+        if warm.prediction.status != "done":
+            raise PrimeDepthError(f"the warm-up prediction failed: {warm.prediction.error}")
         self.prepared = True
 
     def make_batcher(self) -> Any:
@@ -139,7 +150,7 @@ class DepthService:
                 retry_after=self.settings.retry_after_s,
             )
 
-    async def predict(self, images: Sequence[np.ndarray], request: DepthRequest) -> list[Prediction]:
+    async def predict(self, images: Sequence[np.ndarray], request: DepthRequest) -> list[DepthResult]:
         """Depth for the images of one request, batched with other requests; in input order."""
         self.check_request(request, len(images))
         tasks = [DepthTask(image, request.key) for image in images]
@@ -150,11 +161,20 @@ class DepthService:
             raise ApiError(504, "timeout", f"no answer within this server's limit of {self.settings.timeout_s:g} s") from None
         finally:
             self._count_pending(-len(tasks))
-        for prediction in predictions:
-            if prediction.status != "done":
-                raise ApiError(500, "prediction_failed", f"the prediction failed: {prediction.error}")
+        for result in predictions:
+            if result.prediction.status != "done":
+                raise _failure(result.prediction.error or "unknown reason")
         self.metrics.images.inc(len(predictions))
         return predictions
+
+    def processing_size(self, height: int, width: int, max_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((height, width) given, (height, width) the pipeline runs the image at)."""
+        size = processing.processed_size(height, width, max_size)
+        # Newer pipelines upscale images below what their UNet can walk (processing.upscaled_size).
+        upscale, smallest = (getattr(processing, name, None) for name in ("upscaled_size", "smallest_processable_side"))
+        if upscale is not None and smallest is not None:
+            size = upscale(size, smallest(self.pipeline.unet.config))
+        return (height, width), tuple(size)
 
     def _count_pending(self, change: int) -> None:
         self.pending += change
@@ -169,12 +189,12 @@ class DepthService:
 
     # ------------------------------------------------------------------ the worker thread
 
-    def run_batch(self, tasks: list[DepthTask]) -> list[Prediction | BaseException]:
+    def run_batch(self, tasks: list[DepthTask]) -> list[DepthResult | BaseException]:
         """Predict a batch on the worker thread: one job per batch key, results in task order."""
         groups: dict[BatchKey, list[int]] = {}
         for index, task in enumerate(tasks):
             groups.setdefault(task.key, []).append(index)
-        results: list[Prediction | BaseException] = [None] * len(tasks)  # type: ignore[list-item]
+        results: list[DepthResult | BaseException] = [None] * len(tasks)  # type: ignore[list-item]
         for key, indices in groups.items():
             started = time.perf_counter()
             outcome = self._run_group(key, [tasks[i].image for i in indices])
@@ -184,19 +204,28 @@ class DepthService:
             LOG.debug("batch of %d in %.3f s", len(indices), time.perf_counter() - started)
         return results
 
-    def _run_group(self, key: BatchKey, images: list[np.ndarray]) -> list[Prediction | BaseException]:
-        """One `run_job` over in-memory items, as `primedepth.predict` runs it."""
+    def _run_group(self, key: BatchKey, images: list[np.ndarray]) -> list[DepthResult | BaseException]:
+        """One `run_job` over in-memory items, with the options `primedepth predict` would use."""
         items = [io.InputItem(name=PurePosixPath(f"image_{i:04d}"), image=image) for i, image in enumerate(images)]
         options = JobOptions(
             output_dir=None, outputs=("npy",), batch_size=self.batch_size, max_size=key.max_size,
             prompt=key.prompt, seed=key.seed, segmentation=key.segmentation, keep_results=True,
+            model_name=self.settings.model,
         )
         try:
             summary = run_job(items, lambda: self.pipeline, options)
         except PrimeDepthError as error:
             return [ApiError(422, "bad_request", str(error))] * len(items)
         by_name = {result.name: result for result in summary.results}
-        return [by_name.get(str(item.name)) or _missing(item) for item in items]
+        return [DepthResult(by_name.get(str(item.name)) or _missing(item), summary.metadata) for item in items]
+
+
+def _failure(reason: str) -> ApiError:
+    """A failed prediction as an HTTP error: the engine words input problems plainly (422) and
+    prefixes unexpected exceptions with their type (`jobs._reason`), which are the server's (500)."""
+    if _EXCEPTION_PREFIX.match(reason):
+        return ApiError(500, "prediction_failed", f"the prediction failed: {reason}")
+    return ApiError(422, "image_not_processable", f"the image cannot be processed: {reason}")
 
 
 def _missing(item: io.InputItem) -> Prediction:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID, VAE_DOWNSAMPLE
+from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID, VAE_DOWNSAMPLE
 from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, check_colormap
 
@@ -22,7 +22,6 @@ __all__ = ["ServeSettings", "is_loopback", "check_bind", "API_KEY_ENV", "LOOPBAC
 LOOPBACK_HOST = "127.0.0.1"
 API_KEY_ENV = "PRIMEDEPTH_API_KEY"
 MEBIBYTE = 1024 * 1024
-MIN_IMAGE_SIDE = VAE_DOWNSAMPLE  # as primedepth.processing, without importing torch
 
 INSECURE_BANNER = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -59,7 +58,7 @@ class ServeSettings:
     max_images: int = 8
     timeout_s: float = 120.0
     max_size: int = DEFAULT_MAX_SIZE
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     prompt: str | None = None
     colormap: str = DEFAULT_COLORMAP
     max_prompt_chars: int = 300
@@ -79,8 +78,8 @@ class ServeSettings:
             raise InputError(f"batch window must be >= 0 ms, got {self.batch_window_ms}")
         if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {self.batch_size!r}")
-        if self.max_size < MIN_IMAGE_SIDE:
-            raise InputError(f"max size must be at least {MIN_IMAGE_SIDE} pixels, got {self.max_size}")
+        if self.max_size < VAE_DOWNSAMPLE:
+            raise InputError(f"max size must be at least {VAE_DOWNSAMPLE} pixels, got {self.max_size}")
         check_colormap(self.colormap)
         self.api_key = self.api_key or None
 

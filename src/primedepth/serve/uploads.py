@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from ..io.images import read_image
-from ..processing import MIN_IMAGE_SIDE, processed_size
+from ..processing import MIN_IMAGE_SIDE
 from .errors import ApiError
 
 __all__ = ["decode_upload", "check_image_size", "safe_stem"]
@@ -58,28 +58,21 @@ def _header_size(data: bytes, label: str, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-def check_image_size(width: int, height: int, max_size: int, label: str) -> None:
-    """Refuse images the pipeline cannot process (a side under 8 pixels, now or once resized)."""
+def check_image_size(width: int, height: int, label: str) -> None:
+    """Refuse images too small for the pipeline to take at all (`processing.MIN_IMAGE_SIDE`)."""
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ApiError(
             422, "image_too_small",
             f"{label}: image of {width}x{height} pixels is too small: both sides must be at least "
             f"{MIN_IMAGE_SIDE} pixels",
         )
-    resized = processed_size(height, width, max_size)
-    if min(resized) < MIN_IMAGE_SIDE:
-        raise ApiError(
-            422, "image_too_elongated",
-            f"{label}: image of {width}x{height} pixels would be {resized[1]}x{resized[0]} at max_size "
-            f"{max_size}; both sides must stay at least {MIN_IMAGE_SIDE} pixels (raise max_size or crop it)",
-        )
 
 
-def decode_upload(data: bytes, label: str, max_pixels: int, max_bytes: int, max_size: int) -> np.ndarray:
+def decode_upload(data: bytes, label: str, max_pixels: int, max_bytes: int) -> np.ndarray:
     """Decode one upload exactly as `io.read_image` decodes a file, or raise `ApiError`.
 
-    `label` names the upload in messages (its file name); `max_size` is the processing size
-    the image will be predicted at (an image that shrinks below 8 pixels is refused).
+    `label` names the upload in messages (its file name). What the pipeline refuses later (an
+    image too elongated for its processing size) comes back from the engine as a 422.
     """
     if len(data) == 0:
         raise ApiError(400, "empty_upload", f"{label}: the upload is empty (0 bytes)")
@@ -89,7 +82,7 @@ def decode_upload(data: bytes, label: str, max_pixels: int, max_bytes: int, max_
             f"{label}: the upload is {len(data)} bytes, more than this server's limit of {max_bytes} bytes",
         )
     width, height = _header_size(data, label, max_pixels)
-    check_image_size(width, height, max_size, label)
+    check_image_size(width, height, label)
     with tempfile.TemporaryDirectory(prefix="primedepth-upload-") as folder:
         path = Path(folder) / "upload"
         path.write_bytes(data)
