@@ -329,3 +329,26 @@ def test_tiny_images_are_upscaled_to_what_the_network_can_process(pipe, context,
     assert smallest_processable_side(pipe.unet.config) == 64  # 8 x 2^3 downsamplings, as for SD
     out = pipe(_image(*size), prompt_embeds=context, generator=_seeded(0))
     assert out.depth[0].shape == size and np.isfinite(out.depth[0]).all()
+
+
+def test_segmentation_labels_are_the_argmax_resized_nearest(pipe, context):
+    """Labels skip full-resolution logits (about 600 bytes per pixel for 150 classes)."""
+    image = _image(64, 88)  # processed at its own size: labels are exactly the argmax of the logits
+    logits = pipe(image, prompt_embeds=context, generator=_seeded(2), output_segmentation=True).segmentation[0]
+    labels = pipe(image, prompt_embeds=context, generator=_seeded(2), output_segmentation="labels").segmentation[0]
+    assert labels.dtype == np.int16 and np.array_equal(labels, logits.argmax(axis=0))
+    resized = pipe(_image(61, 83), prompt_embeds=context, output_segmentation="labels").segmentation[0]
+    assert resized.shape == (61, 83) and set(np.unique(resized)) <= set(range(logits.shape[0]))
+
+
+def test_colour_lookup_equals_matplotlib():
+    from matplotlib import colormaps
+
+    from primedepth.io.outputs import colorize_depth, normalize_depth
+
+    depth = np.random.default_rng(0).normal(size=(31, 47)).astype(np.float32)
+    for name in ("Spectral_r", "magma", "tab10"):
+        expected = (colormaps[name](normalize_depth(depth)[0])[..., :3] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(colorize_depth(depth, name), expected)
+    near_is_red = colorize_depth(np.array([[0.0, 1.0]], np.float32))  # the default: larger = closer = red
+    assert near_is_red[0, 1, 0] > near_is_red[0, 1, 2] and near_is_red[0, 0, 2] > near_is_red[0, 0, 0]

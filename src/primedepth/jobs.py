@@ -62,7 +62,7 @@ class Prediction:
 
     `status` is 'done', 'skipped' (its outputs existed) or 'failed' (then `error` says why).
     `depth` is affine-invariant inverse depth (H, W), larger = closer; `segmentation` the
-    (C, H, W) logits when asked for. Both are None unless the job keeps results in memory.
+    (H, W) class labels when asked for (the pipeline gives logits, `output_segmentation=True`). Both are None unless the job keeps results in memory.
     `ensemble` describes the ensemble `depth` comes from, None for PrimeDepth alone.
     """
 
@@ -392,7 +392,7 @@ class _Runner:
             images,
             generator=seeded_generators(self.options.seed, len(images)),
             max_size=self.options.max_size,
-            output_segmentation=self.options.segmentation,
+            output_segmentation="labels" if self.options.segmentation else False,
             **extra,
         )
         if self.ensemble is not None:
@@ -568,11 +568,11 @@ def _joined_outputs(outputs: list[Any]) -> _JoinedOutput:
 
 
 def _unpack(output: Any, index: int) -> tuple[np.ndarray, np.ndarray | None, str | None]:
-    """Depth, segmentation logits and prompt of one image of a pipeline output."""
+    """Depth, segmentation labels and prompt of one image of a pipeline output."""
     depth = np.asarray(output.depth[index], dtype=np.float32)
     segmentation = None
     if getattr(output, "segmentation", None) is not None:
-        segmentation = np.asarray(output.segmentation[index], dtype=np.float32)
+        segmentation = np.asarray(output.segmentation[index])
     prompts = getattr(output, "prompts", None)
     return depth, segmentation, prompts[index] if prompts else None
 

@@ -432,7 +432,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
         step_noise: torch.Tensor | list[torch.Tensor] | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         batch_size: int | None = None,
-        output_segmentation: bool = False,
+        output_segmentation: bool | str = False,
         output_type: str = "np",
         return_dict: bool = True,
     ) -> PrimeDepthOutput | tuple:
@@ -442,7 +442,9 @@ class PrimeDepthPipeline(DiffusionPipeline):
         BLIP-2 as the official inference does (default: the model's `default_prompt`; "" is the
         fastest). `prompt_embeds`: (1 or B, 77, D) precomputed conditioning instead. `max_size`:
         longer side above which images are downscaled (1024 as the official model). `batch_size`:
-        images per forward pass (default: all images of one size at once). `output_type`: "np",
+        images per forward pass (default: all images of one size at once). `output_segmentation`:
+        True for (C, H, W) logits, "labels" for (H, W) class labels (argmax at the processing size,
+        resized nearest: what large images can afford). `output_type`: "np",
         "pt" or "pil" (see `PrimeDepthOutput`). `return_dict=False` returns (depth, segmentation,
         prompts).
         """
@@ -464,10 +466,12 @@ class PrimeDepthPipeline(DiffusionPipeline):
                 context[indices],
                 posterior_noise=torch.cat([noise[i].posterior for i in indices]),
                 step_noise=torch.cat([noise[i].step for i in indices]),
-                output_segmentation=output_segmentation,
+                output_segmentation=bool(output_segmentation),
             )
             for row, index in enumerate(indices):
-                depth[index], segmentation[index] = self.image_processor.postprocess(raw, row, prepared[index])
+                depth[index], segmentation[index] = self.image_processor.postprocess(
+                    raw, row, prepared[index], labels=output_segmentation == "labels"
+                )
         output = PrimeDepthOutput(
             depth=self.image_processor.convert_depth(depth, output_type),
             segmentation=self.image_processor.convert_labels(segmentation, output_type) if output_segmentation else None,

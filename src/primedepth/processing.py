@@ -193,13 +193,17 @@ def prepare_image(image: ImageInput, max_size: int, min_size: int = VAE_DOWNSAMP
     return PreparedImage(pixel_values=(pixels * 2.0 - 1.0)[None].contiguous(), input_size=input_size)
 
 
-def restore_size(prediction: torch.Tensor, processed: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
-    """Bring a (B, C, h, w) prediction of a `processed`-size image to the `target` (input) size."""
+def restore_size(
+    prediction: torch.Tensor, processed: tuple[int, int], target: tuple[int, int], mode: str = "bilinear"
+) -> torch.Tensor:
+    """Bring a (B, C, h, w) prediction of a `processed`-size image to the `target` (input) size
+    (`mode` "nearest" for class labels)."""
     missing_rows, missing_cols = processed[0] - prediction.shape[-2], processed[1] - prediction.shape[-1]
     if missing_rows or missing_cols:
         prediction = F.pad(prediction, (0, missing_cols, 0, missing_rows), mode="replicate")
     if tuple(prediction.shape[-2:]) != tuple(target):
-        prediction = F.interpolate(prediction, size=target, mode="bilinear", align_corners=False)
+        corners = {} if mode == "nearest" else {"align_corners": False}
+        prediction = F.interpolate(prediction, size=target, mode=mode, **corners)
     return prediction
 
 
@@ -213,15 +217,22 @@ class PrimeDepthImageProcessor:
             raise InputError(f"max_size must be >= {VAE_DOWNSAMPLE}")
         return prepare_image(image, max_size, min_size)
 
-    def postprocess(self, raw: Any, row: int, prepared: PreparedImage) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def postprocess(
+        self, raw: Any, row: int, prepared: PreparedImage, labels: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Row `row` of a raw prediction at the input size: depth (H, W) as the mean of the depth
-        head's 3 channels, segmentation logits (C, H, W) or None; float32 on the CPU."""
+        head's 3 channels (float32), and segmentation logits (C, H, W) float32, or with `labels`
+        their argmax taken at the processing size and resized nearest (H, W) int16 (150 classes
+        at full resolution would need 600 bytes per pixel); None without segmentation."""
         mean_depth = raw.depth[row : row + 1].float().mean(dim=1, keepdim=True)
         depth = restore_size(mean_depth, prepared.processed_size, prepared.input_size)[0, 0].cpu()
         if raw.segmentation is None:
             return depth, None
-        logits = raw.segmentation[row : row + 1].float()
-        return depth, restore_size(logits, prepared.processed_size, prepared.input_size)[0].cpu()
+        logits = raw.segmentation[row : row + 1]
+        if labels:
+            classes = logits.argmax(dim=1, keepdim=True).float()
+            return depth, restore_size(classes, prepared.processed_size, prepared.input_size, "nearest")[0, 0].to(torch.int16).cpu()
+        return depth, restore_size(logits.float(), prepared.processed_size, prepared.input_size)[0].cpu()
 
     def convert_depth(self, depth: list[torch.Tensor], output_type: str) -> list[Any]:
         """Depth maps as numpy ("np"), torch ("pt") or 16-bit PIL images ("pil")."""

@@ -27,7 +27,8 @@ output kinds (--outputs):
                                 and depth_max give raw = depth_min + value/65535 * (depth_max -
                                 depth_min) (primedepth.io.read_depth_png16 does this)
   npy     NAME_depth.npy        float32 raw prediction
-  color   NAME_depth_color.png  colourised with --colormap (Spectral as the official release)
+  color   NAME_depth_color.png  colourised with --colormap (default Spectral_r: near is red, as
+                                Marigold and Depth Anything show it; Spectral: the official look)
   seg     NAME_seg.png          segmentation labels (palette PNG), same as --segmentation
   video   NAME_depth.mp4        colourised depth video, for video inputs; their frames get
                                 the other outputs in NAME_frames/
