@@ -44,6 +44,9 @@ from primedepth.serve.settings import ServeSettings  # noqa: E402
 
 READY_TIMEOUT_S = 60.0
 
+# One client for all tests: a new httpx client costs about 0.1 s (its TLS context) per request.
+http = httpx.Client(timeout=60)
+
 
 def random_image(seed: int, size: tuple[int, int] = (40, 56)) -> np.ndarray:
     """A distinct uint8 RGB image per seed: smooth enough to have structure, noisy enough to differ."""
@@ -63,7 +66,7 @@ def wait_ready(url: str, timeout: float = READY_TIMEOUT_S) -> dict:
     """Poll /readyz until the model is warm; fail with the server's reason otherwise."""
     deadline = time.monotonic() + timeout
     while True:
-        answer = httpx.get(f"{url}/readyz", timeout=10)
+        answer = http.get(f"{url}/readyz")
         if answer.status_code == 200:
             return answer.json()
         if answer.json().get("status") == "failed" or time.monotonic() > deadline:

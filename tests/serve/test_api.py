@@ -23,7 +23,7 @@ from primedepth.io.images import ORIENTATION_TAG
 from primedepth.jobs import JOB_RECORD
 from primedepth.serve.responses import METADATA_HEADER
 
-from .helpers import png_bytes, random_image, start_server
+from .helpers import http, png_bytes, random_image, start_server
 
 SEED = 7
 KIB = 1024
@@ -39,7 +39,7 @@ def api(tiny_model: Path) -> Any:
 
 def post(url: str, files: list[tuple[str, bytes]], timeout: float = 60, **fields: Any) -> httpx.Response:
     parts = [("image", (name, data, "application/octet-stream")) for name, data in files]
-    return httpx.post(f"{url}/v1/depth", files=parts, data={k: str(v) for k, v in fields.items()}, timeout=timeout)
+    return http.post(f"{url}/v1/depth", files=parts, data={k: str(v) for k, v in fields.items()}, timeout=timeout)
 
 
 def cli_files(reference: Any, paths: list[Path], output_dir: Path, kinds: tuple[str, ...], **options: Any) -> dict[str, bytes]:
@@ -55,7 +55,7 @@ def write_png(folder: Path, name: str, image: np.ndarray) -> Path:
 
 
 def assert_still_serving(url: str) -> None:
-    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert http.get(f"{url}/healthz").json() == {"status": "ok"}
     answer = post(url, [("ok.png", png_bytes(random_image(99)))], outputs="npy")
     assert answer.status_code == 200, answer.text
 
@@ -64,13 +64,13 @@ def assert_still_serving(url: str) -> None:
 
 
 def test_health_readiness_info_and_docs(api):
-    assert httpx.get(f"{api.url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{api.url}/readyz").json()
+    assert http.get(f"{api.url}/healthz").json() == {"status": "ok"}
+    ready = http.get(f"{api.url}/readyz").json()
     assert ready["status"] == "ready" and ready["device"] == "cpu" and ready["batch_size"] == 2
-    info = httpx.get(f"{api.url}/v1/info").json()
+    info = http.get(f"{api.url}/v1/info").json()
     assert info["limits"]["max_images"] == 3 and set(info["outputs"]) >= {"png16", "npy", "color", "seg"}
-    assert "/v1/depth" in httpx.get(f"{api.url}/openapi.json").json()["paths"]
-    assert httpx.get(f"{api.url}/docs").status_code == 200
+    assert "/v1/depth" in http.get(f"{api.url}/openapi.json").json()["paths"]
+    assert http.get(f"{api.url}/docs").status_code == 200
 
 
 @pytest.mark.parametrize("kind", ["png16", "npy", "color", "seg"])
@@ -192,10 +192,10 @@ def test_bad_options_get_422(api, fields, kind):
 
 def test_paths_and_urls_are_not_accepted(api):
     for value in ("/etc/passwd", "file:///etc/passwd", "http://127.0.0.1:1/photo.png"):
-        answer = httpx.post(f"{api.url}/v1/depth", data={"image": value})
+        answer = http.post(f"{api.url}/v1/depth", data={"image": value})
         assert answer.status_code == 422 and answer.json()["error"] == "invalid_request"
         assert "paths and URLs are not accepted" in answer.json()["message"]
-    answer = httpx.post(f"{api.url}/v1/depth", data={"outputs": "npy"})
+    answer = http.post(f"{api.url}/v1/depth", data={"outputs": "npy"})
     assert answer.status_code == 422
 
 
@@ -213,7 +213,7 @@ def test_too_many_images_and_too_large_bodies_are_refused(api):
     huge = b"\0" * (api.service.settings.max_request_bytes + 1)
     answer = post(api.url, [("huge.png", huge)])
     assert (answer.status_code, answer.json()["error"]) == (413, "request_too_large")
-    answer = httpx.post(f"{api.url}/v1/depth", content=_endless_upload(api.service.settings.max_request_bytes),
+    answer = http.post(f"{api.url}/v1/depth", content=_endless_upload(api.service.settings.max_request_bytes),
                         headers={"content-type": "multipart/form-data; boundary=b"})
     assert (answer.status_code, answer.json()["error"]) == (413, "request_too_large")
     assert_still_serving(api.url)
@@ -221,7 +221,7 @@ def test_too_many_images_and_too_large_bodies_are_refused(api):
 
 def test_metrics_count_requests_and_errors_by_kind(api):
     post(api.url, [("bad.png", b"")])
-    text = httpx.get(f"{api.url}/metrics").text
+    text = http.get(f"{api.url}/metrics").text
     assert 'primedepth_errors_total{kind="empty_upload"}' in text
     assert 'primedepth_requests_total{status="200"}' in text and "primedepth_request_seconds_bucket" in text
     assert "primedepth_queue_length 0.0" in text and "primedepth_ready 1.0" in text

@@ -1,15 +1,13 @@
 """Protecting the server: API key, bounded queue (503), per-request timeout (504), bind rules,
-and the `primedepth serve` command itself."""
+and the server `primedepth serve` builds (run in a thread here, not a second process: a fresh
+interpreter spends most of a minute importing torch and diffusers on a busy 2-core machine)."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,20 +16,22 @@ import numpy as np
 import pytest
 
 import primedepth
-from primedepth.cli import main
+from primedepth.cli import build_parser, main
+from primedepth.commands.serve import settings_from_args
 from primedepth.errors import InputError
 from primedepth.loading import load_pipeline
+from primedepth.serve.server import build_server
 from primedepth.serve.settings import ServeSettings, check_bind, is_loopback
 from primedepth.testing import save_tiny_model
 
-from .helpers import SlowPipeline, live_server, png_bytes, random_image, wait_ready
+from .helpers import http, SlowPipeline, live_server, png_bytes, random_image, wait_ready
 
 __all__ = ["live_server"]  # the fixture, imported for pytest
 
 
 def post_one(url: str, image: np.ndarray, headers: dict | None = None, **fields: object) -> httpx.Response:
     files = [("image", ("photo.png", png_bytes(image), "image/png"))]
-    return httpx.post(f"{url}/v1/depth", files=files, data={k: str(v) for k, v in fields.items()},
+    return http.post(f"{url}/v1/depth", files=files, data={k: str(v) for k, v in fields.items()},
                       headers=headers, timeout=60)
 
 
@@ -41,10 +41,10 @@ def test_the_api_key_is_enforced(live_server):
     for headers in (None, {"Authorization": "Bearer wrong"}, {"X-API-Key": "s3cre"}, {"Authorization": "Basic s3cret"}):
         answer = post_one(server.url, image, headers=headers, outputs="npy")
         assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized")
-    assert httpx.get(f"{server.url}/metrics").status_code == 401
+    assert http.get(f"{server.url}/metrics").status_code == 401
     for headers in ({"Authorization": "Bearer s3cret"}, {"X-API-Key": "s3cret"}):
         assert post_one(server.url, image, headers=headers, outputs="npy").status_code == 200
-    assert httpx.get(f"{server.url}/healthz").status_code == 200 and httpx.get(f"{server.url}/readyz").status_code == 200
+    assert http.get(f"{server.url}/healthz").status_code == 200 and http.get(f"{server.url}/readyz").status_code == 200
 
 
 def test_a_full_queue_answers_503_with_retry_after(live_server, tiny_model, reference):
@@ -62,7 +62,7 @@ def test_a_full_queue_answers_503_with_retry_after(live_server, tiny_model, refe
             [expected] = primedepth.predict(image, model=reference)
             np.testing.assert_array_equal(np.load(io.BytesIO(answer.content)), expected.depth)
     assert post_one(server.url, images[0], outputs="npy").status_code == 200  # the queue drained
-    assert 'primedepth_errors_total{kind="queue_full"}' in httpx.get(f"{server.url}/metrics").text
+    assert 'primedepth_errors_total{kind="queue_full"}' in http.get(f"{server.url}/metrics").text
 
 
 def test_a_slow_request_times_out_with_504(live_server, tiny_model):
@@ -70,7 +70,7 @@ def test_a_slow_request_times_out_with_504(live_server, tiny_model):
     server = live_server(pipeline=slow, timeout_s=0.3)
     answer = post_one(server.url, random_image(40))
     assert (answer.status_code, answer.json()["error"]) == (504, "timeout")
-    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert http.get(f"{server.url}/healthz").status_code == 200
 
 
 def test_segmentation_needs_a_model_with_its_head(live_server, tmp_path):
@@ -115,41 +115,29 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_cli(*args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "primedepth.cli", "serve", "--device", "cpu", "--port", str(port), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return process, f"http://127.0.0.1:{port}"
+def test_the_serve_command_stops_when_the_model_cannot_load(tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    assert main(["serve", "--device", "cpu", "--port", str(_free_port()), "--model", str(missing)]) == 1
+    assert "no-such-model" in capsys.readouterr().err
 
 
-def _wait_listening(process: subprocess.Popen, url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    pytest.fail(f"primedepth serve did not start: {process.communicate(timeout=10)[0][-2000:]}")
-
-
-def test_the_serve_command_answers_and_stops_on_ctrl_c(tiny_model, reference):
-    process, url = _start_cli("--model", str(tiny_model), "--seed", "5")
+def test_the_server_of_the_command_answers_and_stops(tiny_model, reference):
+    settings = settings_from_args(build_parser().parse_args(
+        ["serve", "--model", str(tiny_model), "--device", "cpu", "--port", str(_free_port()), "--seed", "5"]))
+    server, service = build_server(settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     try:
-        _wait_listening(process, url)
+        deadline = time.monotonic() + 30
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{settings.port}"
         assert wait_ready(url)["model"] == str(tiny_model)
         answer = post_one(url, random_image(50), outputs="npy")
         [expected] = primedepth.predict(random_image(50), model=reference, seed=5)
         np.testing.assert_array_equal(np.load(io.BytesIO(answer.content)), expected.depth)
         assert json.loads(answer.headers["primedepth-metadata"])["seed"] == 5
     finally:
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, output
-
-
-def test_the_serve_command_stops_when_the_model_cannot_load(tmp_path):
-    process, _ = _start_cli("--model", str(tmp_path / "no-such-model"))
-    output = process.communicate(timeout=90)[0]
-    assert process.returncode == 1 and "no-such-model" in output, output
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive() and service.error is None

@@ -7,6 +7,7 @@ import argparse
 from ..constants import OFFICIAL_REPO_ID
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
 from ..serve.settings import API_KEY_ENV, MEBIBYTE, ServeSettings
+from .predict import _batch_size  # the same 'auto' or N as `primedepth predict --batch-size`
 
 DESCRIPTION = """\
 Serve depth over HTTP: POST /v1/depth (multipart images), /healthz, /readyz, /metrics, and
@@ -96,16 +97,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ray.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs per replica (default: %(default)s)")
     ray.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (default: %(default)s)")
     parser.set_defaults(handler=run)
-
-
-def _batch_size(text: str) -> int | str:
-    """argparse type: 'auto' or a whole number (the settings check its range)."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a whole number") from None
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:

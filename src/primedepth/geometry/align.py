@@ -15,7 +15,7 @@ all too far, as with glass or sky) and when there are many. Measured by
 ``benchmarks/geometry_timing.py`` (500 known depths, prediction noise 0.2% of its range): at
 20% one-sided outliers RANSAC's scale is off by 0.05% and Huber's by 0.25% (shift 0.05% vs
 0.54%); at 40% one-sided outliers RANSAC is still within 0.07% while Huber is off by 39%.
-Without outliers both give the least-squares answer. Both take about 0.3 s on a 12 MP image,
+Without outliers both give the least-squares answer. Both take 0.2-0.35 s on a 12 MP image,
 nearly all of it applying the fit to every pixel.
 """
 

@@ -1,8 +1,8 @@
 """The browser demo (Gradio Blocks) on a `DepthService`: the API's pipeline, batcher and limits.
 
 An image tab (upload or an example photo; input and colour depth side by side in a slider;
-16-bit PNG and ``.npy`` downloads; max size, seed, prompt and colour map) and a video tab for
-short clips. Depth goes through `DepthService.predict` (images, batched with API requests) or
+16-bit PNG, ``.npy``, point cloud and mesh downloads; the mesh in a 3D viewer; max size, seed,
+prompt and colour map) and a video tab for short clips. Depth goes through `DepthService.predict` (images, batched with API requests) or
 the job engine on the service's worker thread (videos), and files are written by
 `primedepth.io.write_outputs`: what the demo offers is what `primedepth predict` writes.
 """
@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import io
+from .. import geometry, io
 from ..errors import InputError
 from ..jobs import JobOptions, run_job
 from ..processing import to_rgb_uint8
@@ -83,27 +83,44 @@ def _read_photo(path: str | None, max_pixels: int) -> np.ndarray:
     return image
 
 
-def _write_downloads(folder: Path, stem: str, result: DepthResult, request: DepthRequest) -> tuple[np.ndarray, list[str]]:
-    """Write the outputs as the CLI does; the colour PNG is shown, the others offered."""
+def _write_3d(folder: Path, stem: str, depth: np.ndarray, image: np.ndarray, source: Path) -> list[Path]:
+    """Point cloud and mesh as the 3D outputs write them (unaligned: arbitrary scale, said in the
+    files); the GLB needs trimesh (the ``3d`` extra) and is left out without it."""
+    kinds = ["ply", "glb"]
+    try:
+        geometry.check_geometry_request(["glb"], geometry.GeometryOptions())
+    except InputError:
+        kinds.remove("glb")
+    paths = geometry.geometry_output_paths(folder, PurePosixPath(stem), kinds)
+    written, _ = geometry.write_geometry_outputs(paths, depth, image, geometry.GeometryOptions(), source=source)
+    return written
+
+
+def _write_downloads(folder: Path, stem: str, result: DepthResult, request: DepthRequest, image: np.ndarray,
+                     source: Path) -> tuple[np.ndarray, list[str], str | None]:
+    """Write the outputs as the CLI does: the colour PNG is shown, the GLB goes to the 3D view,
+    the rest are offered as downloads."""
     paths = io.output_paths(folder, PurePosixPath(stem), request.outputs)
     io.write_outputs(paths, result.prediction.depth, None, request.colormap, png_text=result.png_text)
     with Image.open(paths["color"]) as colour:
         shown = np.asarray(colour.convert("RGB"))
-    return shown, [str(paths[kind]) for kind in ("png16", "npy")]
+    three_d = _write_3d(folder, stem, result.prediction.depth, image, source)
+    mesh = next((str(path) for path in three_d if path.suffix == ".glb"), None)
+    return shown, [str(paths[kind]) for kind in ("png16", "npy")] + [str(path) for path in three_d], mesh
 
 
 def _image_handler(service: DepthService, folders: _ResultFolders) -> Any:
     async def predict_image(path: str | None, max_size: float, seed: float, prompt: str, colormap: str) -> tuple:
-        """Depth for one photo: (input, colour depth) for the slider, and the download files."""
+        """Depth for one photo: (input, colour depth) for the slider, downloads, the 3D mesh."""
         request = _request(service, DOWNLOAD_KINDS, max_size, seed, prompt, colormap)
         image = await asyncio.to_thread(_read_photo, path, service.settings.max_pixels)
         try:
             [result] = await service.predict([image], request)
         except ApiError as error:
             raise gr.Error(error.message) from None
-        stem = safe_stem(path, "photo")
-        colour, downloads = await asyncio.to_thread(_write_downloads, folders.new(), stem, result, request)
-        return (to_rgb_uint8(image), colour), downloads
+        colour, downloads, mesh = await asyncio.to_thread(
+            _write_downloads, folders.new(), safe_stem(path, "photo"), result, request, image, Path(path))
+        return (to_rgb_uint8(image), colour), downloads, mesh
 
     return predict_image
 
@@ -157,14 +174,16 @@ def _options(service: DepthService) -> list[Any]:
 def _image_tab(service: DepthService, folders: _ResultFolders, examples: list[Path]) -> None:
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], elem_id="photo")
+            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360, elem_id="photo")
             options = _options(service)
             button = gr.Button("Predict depth", variant="primary", elem_id="predict")
             gr.Examples([[str(path)] for path in examples], inputs=[photo], label="Example photos")
         with gr.Column():
             slider = gr.ImageSlider(label="Input | depth", type="numpy", format="png", elem_id="depth")
-            downloads = gr.File(label="Downloads: 16-bit PNG, npy", file_count="multiple", elem_id="downloads")
-    button.click(_image_handler(service, folders), [photo, *options], [slider, downloads], concurrency_limit=None)
+            downloads = gr.File(label="Downloads: 16-bit PNG, npy, point cloud (PLY), mesh (GLB)",
+                                file_count="multiple", elem_id="downloads")
+            mesh = gr.Model3D(label="3D mesh (arbitrary scale: relative depth, assumed field of view)", elem_id="mesh")
+    button.click(_image_handler(service, folders), [photo, *options], [slider, downloads, mesh], concurrency_limit=None)
 
 
 def _video_tab(service: DepthService, folders: _ResultFolders) -> None:

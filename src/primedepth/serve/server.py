@@ -14,20 +14,27 @@ from .app import create_app
 from .service import DepthService
 from .settings import LOOPBACK_HOST, ServeSettings, check_bind
 
-__all__ = ["run_server", "BackgroundServer", "DEMO_PATH"]
+__all__ = ["build_server", "run_server", "BackgroundServer", "DEMO_PATH"]
 
 DEMO_PATH = "/demo"
 START_TIMEOUT_S = 60.0
 
 
-def run_server(settings: ServeSettings, api: bool = True, demo_path: str | None = None) -> int:
-    """Serve until interrupted; 1 when the model could not be loaded (the server then stops)."""
+def build_server(settings: ServeSettings, api: bool = True, demo_path: str | None = None) -> tuple[uvicorn.Server, DepthService]:
+    """The uvicorn server of `primedepth serve` / `demo` (not started); it stops itself when
+    the model cannot be loaded."""
     check_bind(settings, demo=demo_path is not None)
     service = DepthService(settings)
     app = create_app(service, api=api, demo_path=demo_path)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                                            server_header=False, timeout_graceful_shutdown=5))
     service.on_failure = lambda _: setattr(server, "should_exit", True)
+    return server, service
+
+
+def run_server(settings: ServeSettings, api: bool = True, demo_path: str | None = None) -> int:
+    """Serve until interrupted; 1 when the model could not be loaded (the server then stops)."""
+    server, service = build_server(settings, api, demo_path)
     where = f"http://{settings.host}:{settings.port}"
     parts = [f"API {where}/v1/depth, docs {where}/docs"] if api else []
     if demo_path is not None:
