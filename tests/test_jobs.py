@@ -436,3 +436,27 @@ def test_missing_list_entries_and_clashes_are_reported_and_the_rest_runs(capsys,
     assert "would both write outputs named 'twin'; rename one of them" in err
     assert _outputs(tmp_path / "out") == ["good_depth.npy"]
     assert "done 1" in err and "failed 4" in err
+
+
+def test_3d_and_metric_outputs_from_the_command_line(capsys, tiny_model, tmp_path):
+    """--outputs ply,normals,metric with --align-to: files a real reader loads; a bad known-depth
+    file fails its image after its depth outputs were written; metric without --align-to is refused."""
+    plyfile = pytest.importorskip("plyfile")
+    image = _save(tmp_path / "room.png", Image.fromarray(_rgb(48, 64)))
+    points = tmp_path / "points.csv"
+    points.write_text("x,y,depth_m\n5,5,2.0\n60,40,4.0\n30,20,3.0\n10,40,2.5\n")
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, image, "-o", out, "--model", tiny_model, "--fov", "60", "--align-to", points,
+                        "--outputs", "png16,ply,normals,metric")
+    assert code == 0, err
+    assert _outputs(out) == ["room_depth.png", "room_depth_m.npy", "room_normals.png", "room_points.ply"]
+    cloud = plyfile.PlyData.read(str(out / "room_points.ply"))
+    assert cloud["vertex"].count == 48 * 64 - int((~np.isfinite(np.load(out / "room_depth_m.npy"))).sum())
+    metres = np.load(out / "room_depth_m.npy")
+    assert metres.shape == (48, 64) and np.nanmin(metres) > 0
+    points.write_text("x,y,depth_m\n5,5,2.0\n")  # one point: no fit possible
+    code, err = run_cli(capsys, image, "-o", tmp_path / "out2", "--model", tiny_model, "--align-to", points,
+                        "--outputs", "png16,metric")
+    assert code == 1 and "room.png" in err and (tmp_path / "out2" / "room_depth.png").is_file()
+    code, err = run_cli(capsys, image, "-o", tmp_path / "out3", "--outputs", "metric")
+    assert code == 2 and "align" in err and "Traceback" not in err

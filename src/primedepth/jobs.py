@@ -36,10 +36,12 @@ from .constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID, VAE_DOW
 from .devices import auto_batch_size, dtype_label, pipeline_device_and_dtype
 from .ensemble import ENSEMBLE_PNG_KEY, DepthEnsemble, load_ensemble
 from .errors import InputError, PrimeDepthError
+from .geometry.outputs import GeometryOptions, check_geometry_request, geometry_output_paths, write_geometry_outputs
 from .io.atomic import discard_temporary, new_temporary_file
 from .io.outputs import DEFAULT_OUTPUTS
 from .loading import load_pipeline
 from .model.forward import seeded_generators
+from .processing import to_rgb_uint8
 
 __all__ = [
     "predict",
@@ -52,7 +54,7 @@ __all__ = [
     "OUTPUT_KINDS",
 ]
 
-OUTPUT_KINDS = tuple(io.OUTPUT_SUFFIXES)
+OUTPUT_KINDS = tuple(io.ALL_OUTPUT_SUFFIXES)
 MAX_LISTED_FAILURES = 20
 
 
@@ -75,6 +77,7 @@ class Prediction:
     error: str | None = None
     outputs: list[Path] = field(default_factory=list)
     ensemble: str | None = None
+    geometry: dict | None = None  # the 3D/metric report: alignment fit, intrinsics, warnings
 
 
 @dataclass
@@ -99,6 +102,7 @@ class JobOptions:
     progress: bool = False
     ensemble: Any = None
     model_name: str | None = None  # what the user named (hub id, folder, .ckpt), for the metadata
+    geometry: GeometryOptions = field(default_factory=GeometryOptions)  # camera, alignment, meshes
 
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
@@ -114,13 +118,20 @@ class JobOptions:
         if self.max_size < VAE_DOWNSAMPLE:
             raise InputError(f"max size must be at least {VAE_DOWNSAMPLE} pixels, got {self.max_size}")
         io.check_colormap(self.colormap)
+        if self.geometry_kinds:
+            check_geometry_request(self.geometry_kinds, self.geometry)
         if self.output_dir is not None:
             self.output_dir = Path(self.output_dir)
 
     @property
     def frame_kinds(self) -> tuple[str, ...]:
-        """Per-image output kinds (everything but the depth video)."""
+        """Per-image depth output kinds, written for images and video frames."""
         return tuple(kind for kind in self.outputs if kind in io.FRAME_OUTPUT_KINDS)
+
+    @property
+    def geometry_kinds(self) -> tuple[str, ...]:
+        """3D and metric output kinds, written for images (`primedepth.geometry`)."""
+        return tuple(kind for kind in self.outputs if kind in io.GEOMETRY_OUTPUT_SUFFIXES)
 
 
 @dataclass
@@ -282,8 +293,10 @@ def _item_paths(item: io.InputItem, options: JobOptions) -> dict[str, Path]:
     """Output paths of an item: per-image kinds for images, the depth video for videos."""
     if options.output_dir is None:
         return {}
-    kinds = options.frame_kinds if item.kind == "image" else ("video",) if "video" in options.outputs else ()
-    return io.output_paths(options.output_dir, item.name, kinds)
+    if item.kind == "image":
+        return {**io.output_paths(options.output_dir, item.name, options.frame_kinds),
+                **geometry_output_paths(options.output_dir, item.name, options.geometry_kinds)}
+    return io.output_paths(options.output_dir, item.name, ("video",) if "video" in options.outputs else ())
 
 
 def _is_finished(item: io.InputItem, options: JobOptions) -> bool:
@@ -352,13 +365,14 @@ class _Runner:
             raise _StopJob
 
     def record(self, name: PurePosixPath, item: io.InputItem, depth: np.ndarray,
-               segmentation: np.ndarray | None, prompt: str | None, written: list[Path]) -> None:
+               segmentation: np.ndarray | None, prompt: str | None, written: list[Path],
+               geometry: dict | None = None) -> None:
         """Keep one image's or frame's result when the job keeps results."""
         if self.options.keep_results:
             self.summary.results.append(Prediction(
                 name=str(name), source=item.path, status="done", depth=depth,
                 segmentation=segmentation, prompt=prompt, outputs=written,
-                ensemble=self.summary.ensemble,
+                ensemble=self.summary.ensemble, geometry=geometry,
             ))
 
     # ---------------------------------------------------------------- model calls
@@ -400,13 +414,27 @@ class _Runner:
         return output
 
     def write(self, name: PurePosixPath, depth: np.ndarray, segmentation: np.ndarray | None) -> list[Path]:
-        """Write the per-image outputs of one prediction, keeping existing files."""
+        """Write the per-image depth outputs of one prediction, keeping existing files."""
         if self.options.output_dir is None:
             return []
         paths = io.output_paths(self.options.output_dir, name, self.options.frame_kinds)
         return io.write_outputs(
             paths, depth, segmentation, self.options.colormap, self.options.overwrite, png_text=self.png_text
         )
+
+    def write_geometry(self, item: io.InputItem, depth: np.ndarray, image: Any) -> tuple[list[Path], dict | None]:
+        """The 3D and metric outputs of an image (after its depth outputs, so a bad known-depth
+        file fails the item with its depth already written)."""
+        options = self.options
+        if options.output_dir is None or not options.geometry_kinds:
+            return [], None
+        paths = geometry_output_paths(options.output_dir, item.name, options.geometry_kinds)
+        written, report = write_geometry_outputs(paths, depth, to_rgb_uint8(image), options.geometry,
+                                                 source=item.path, overwrite=options.overwrite, name=item.name)
+        for warning in report.get("warnings", []):
+            if options.progress:
+                self.bar.write(f"{item.label}: {warning}", file=sys.stderr)
+        return written, report
 
     # ---------------------------------------------------------------- images
 
@@ -442,17 +470,18 @@ class _Runner:
 
     def _finish_images(self, loaded: list[tuple[io.InputItem, Any]], output: Any) -> None:
         """Write the outputs of a predicted batch and count it."""
-        for index, (item, _) in enumerate(loaded):
+        for index, (item, image) in enumerate(loaded):
             depth, segmentation, prompt = _unpack(output, index)
             try:
                 written = self.write(item.name, depth, segmentation)
+                geometry_files, report = self.write_geometry(item, depth, image)
             except (InputError, OSError) as error:
                 self.fail(item, error)
                 continue
             self.summary.done += 1
             self.summary.images += 1
             self.bar.update(1)
-            self.record(item.name, item, depth, segmentation, prompt, written)
+            self.record(item.name, item, depth, segmentation, prompt, written + geometry_files, report)
 
     # ---------------------------------------------------------------- videos
 
@@ -623,6 +652,7 @@ def predict(
     errors: str = "raise",
     progress: bool = False,
     ensemble: Any = None,
+    geometry: GeometryOptions | None = None,
 ) -> list[Prediction]:
     """Depth for images, folders, glob patterns, list files and videos, in one call.
 
@@ -640,7 +670,9 @@ def predict(
     paper's ensemble with Depth Anything V2: "depth-anything-v2-large", another Depth Anything
     V2 hub id or model folder, or a loaded disparity adapter (`primedepth.eval`); its
     disparity is aligned to PrimeDepth's by least squares and averaged, for every output.
-    Outputs of an earlier run without the ensemble are skipped unless `overwrite`.
+    Outputs of an earlier run without the ensemble are skipped unless `overwrite`. `geometry`:
+    camera, known-depth alignment and mesh settings of the 3D and metric outputs (ply, glb,
+    obj, normals, metric, metric_png16; see `primedepth.geometry.GeometryOptions`).
 
     Returns one `Prediction` per image or video frame, in input order.
     """
@@ -651,6 +683,7 @@ def predict(
         outputs=tuple(outputs), colormap=colormap, batch_size=batch_size, max_size=max_size,
         prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
         fail_fast=errors == "raise", keep_results=True, progress=progress, ensemble=ensemble,
+        geometry=geometry or GeometryOptions(),
     )
     items = collect_items(inputs, recursive=recursive, output_dir=options.output_dir)
     prepare_output_dir(options, items)

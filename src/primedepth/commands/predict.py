@@ -8,7 +8,11 @@ from pathlib import Path
 
 from ..constants import BLIP2_MODEL_ID, DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, DEFAULT_SEED, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID, model_licence
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
-from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS, OUTPUT_SUFFIXES
+from ..geometry.align import DEFAULT_MAX_DEPTH, DEFAULT_MIN_DEPTH
+from ..geometry.intrinsics import DEFAULT_FOV_DEG, parse_intrinsics
+from ..geometry.mesh import DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_SIZE
+from ..geometry.outputs import GeometryOptions
+from ..io.outputs import ALL_OUTPUT_SUFFIXES, DEFAULT_COLORMAP, DEFAULT_OUTPUTS
 
 DEFAULT_OUTPUT_DIR = "primedepth_output"
 
@@ -32,6 +36,11 @@ output kinds (--outputs):
   seg     NAME_seg.png          segmentation labels (palette PNG), same as --segmentation
   video   NAME_depth.mp4        colourised depth video, for video inputs; their frames get
                                 the other outputs in NAME_frames/
+  ply     NAME_points.ply       coloured point cloud (images; metres with --align-to, else an
+                                arbitrary scale, said in the file)
+  glb/obj NAME_mesh.glb/.obj    textured mesh cut at depth discontinuities (glb: 3d extra)
+  normals NAME_normals.png      surface normals, (n + 1) / 2 colour coding
+  metric  NAME_depth_m.npy      float32 metres (needs --align-to); metric_png16: NAME_depth_mm.png
 
 examples:
   primedepth predict photo.jpg
@@ -73,11 +82,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_input_options(parser.add_argument_group("inputs"))
     _add_model_options(parser.add_argument_group("model"))
     _add_output_options(parser.add_argument_group("outputs"))
+    _add_geometry_options(parser.add_argument_group("3D and metric depth (outputs ply, glb, obj, normals, metric, metric_png16)"))
     _add_engine_options(parser.add_argument_group("engine"))
     parser.set_defaults(handler=run)
 
 
 ENGINES = ("local", "ray")
+
+
+def _add_geometry_options(group: argparse._ArgumentGroup) -> None:
+    camera = group.add_mutually_exclusive_group()
+    camera.add_argument("--fov", type=float, metavar="DEGREES",
+                        help="horizontal field of view of the camera (default: EXIF focal length, else "
+                        f"{DEFAULT_FOV_DEG:g} degrees with a warning)")
+    camera.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="pinhole intrinsics in pixels of the input image")
+    group.add_argument("--align-to", metavar="PATH",
+                       help="known metric depths to fit scale and shift to: 16-bit PNG in mm, .npy/.exr in m "
+                       "(0/NaN unknown), CSV/JSON of x,y,depth_m, a COLMAP model, or a folder with one per image; "
+                       "needed for metric outputs, else 3D outputs have an arbitrary scale")
+    group.add_argument("--min-depth", type=float, default=DEFAULT_MIN_DEPTH, metavar="M",
+                       help=f"aligned depths are clamped at this many metres (default {DEFAULT_MIN_DEPTH:g})")
+    group.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
+                       help=f"pixels beyond this (or beyond infinity) are invalid (default {DEFAULT_MAX_DEPTH:g})")
+    group.add_argument("--mesh-max-angle", type=float, default=DEFAULT_MAX_ANGLE_DEG, metavar="DEGREES",
+                       help="drop mesh triangles seen more obliquely than this: cuts at depth jumps "
+                       f"(default {DEFAULT_MAX_ANGLE_DEG:g})")
+    group.add_argument("--mesh-size", type=int, default=DEFAULT_MESH_MAX_SIZE, metavar="N",
+                       help=f"mesh grid samples along the longer side, 0 = every pixel (default {DEFAULT_MESH_MAX_SIZE})")
+    group.add_argument("--ply-ascii", action="store_true", help="write ASCII PLY instead of binary")
+
+
+def geometry_options(args: argparse.Namespace) -> GeometryOptions:
+    """The 3D options of the command line as the API takes them."""
+    return GeometryOptions(
+        fov=args.fov,
+        intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics else None,
+        align_to=Path(args.align_to) if args.align_to else None,
+        min_depth=args.min_depth,
+        max_depth=args.max_depth,
+        mesh_max_angle=args.mesh_max_angle,
+        mesh_max_size=args.mesh_size or None,
+        ply_binary=not args.ply_ascii,
+    )
 
 
 def _add_engine_options(group: argparse._ArgumentGroup) -> None:
@@ -140,7 +186,7 @@ def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
 def _add_output_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--outputs", type=_output_list, default=DEFAULT_OUTPUTS, metavar="KINDS",
                        help="comma-separated output kinds: "
-                       f"{', '.join(OUTPUT_SUFFIXES)} (default: {','.join(DEFAULT_OUTPUTS)}; see below)")
+                       f"{', '.join(ALL_OUTPUT_SUFFIXES)} (default: {','.join(DEFAULT_OUTPUTS)}; see below)")
     group.add_argument("--segmentation", action="store_true",
                        help="also write the segmentation head's labels (NAME_seg.png)")
     group.add_argument("--colormap", default=DEFAULT_COLORMAP, metavar="NAME",
@@ -186,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=output_dir, outputs=args.outputs, colormap=args.colormap, batch_size=args.batch_size,
         max_size=args.max_size, prompt=args.prompt, seed=args.seed, segmentation=args.segmentation,
         overwrite=args.overwrite, fail_fast=args.fail_fast, keep_results=False, progress=True,
-        ensemble=args.ensemble_model or args.ensemble, model_name=args.model,
+        ensemble=args.ensemble_model or args.ensemble, model_name=args.model, geometry=geometry_options(args),
     )
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
     prepare_output_dir(options, items)

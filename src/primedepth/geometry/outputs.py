@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..io.outputs import GEOMETRY_OUTPUT_SUFFIXES
 from .align import (
     DEFAULT_INLIER_THRESHOLD, DEFAULT_MAX_DEPTH, DEFAULT_MAX_INVALID_FRACTION, DEFAULT_MIN_DEPTH,
     METHODS, align_to_sparse, pseudo_depth,
@@ -39,14 +40,6 @@ from .maps import save_metric_npy, save_metric_png16, save_normals_png
 from .mesh import DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_SIZE, save_mesh
 from .sparse import DEPTH_IMAGE_EXTENSIONS, POINTS_EXTENSIONS, SparseDepth, read_sparse_file
 
-GEOMETRY_OUTPUT_SUFFIXES: dict[str, str] = {
-    "ply": "_points.ply",
-    "glb": "_mesh.glb",
-    "obj": "_mesh.obj",
-    "normals": "_normals.png",
-    "metric": "_depth_m.npy",
-    "metric_png16": "_depth_mm.png",
-}
 METRIC_KINDS = frozenset({"metric", "metric_png16"})
 THREE_D_KINDS = frozenset({"ply", "glb", "obj", "normals"})
 ARBITRARY_SCALE_NOTE = "scale is ARBITRARY: unaligned affine-invariant prediction, not metric"

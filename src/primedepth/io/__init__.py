@@ -39,6 +39,8 @@ from .inputs import (
     media_kind,
 )
 from .outputs import (
+    ALL_OUTPUT_SUFFIXES,
+    GEOMETRY_OUTPUT_SUFFIXES,
     DEFAULT_COLORMAP,
     DEFAULT_OUTPUTS,
     DEPTH_QUANTITY,
@@ -69,6 +71,8 @@ __all__ = [
     "DEFAULT_OUTPUTS",
     "DEPTH_QUANTITY",
     "FRAME_OUTPUT_KINDS",
+    "ALL_OUTPUT_SUFFIXES",
+    "GEOMETRY_OUTPUT_SUFFIXES",
     "IMAGE_EXTENSIONS",
     "LIST_EXTENSIONS",
     "MAX_IMAGE_PIXELS",

@@ -51,6 +51,17 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "video": "_depth.mp4",
 }
 FRAME_OUTPUT_KINDS = ("png16", "npy", "color", "seg")
+# 3D and metric outputs of an image (written by `primedepth.geometry`), named here with the others
+# so that every output file name has one definition (and is never read back as an input).
+GEOMETRY_OUTPUT_SUFFIXES: dict[str, str] = {
+    "ply": "_points.ply",
+    "glb": "_mesh.glb",
+    "obj": "_mesh.obj",
+    "normals": "_normals.png",
+    "metric": "_depth_m.npy",
+    "metric_png16": "_depth_mm.png",
+}
+ALL_OUTPUT_SUFFIXES: dict[str, str] = {**OUTPUT_SUFFIXES, **GEOMETRY_OUTPUT_SUFFIXES}
 # What `primedepth predict` writes unless told: what a person looks at, plus the 16-bit PNG.
 DEFAULT_OUTPUTS = ("png16", "color", "video")
 # zlib level of every PNG we write: level 1 wrote a 24-megapixel depth map about twice as fast
