@@ -450,8 +450,8 @@ def test_3d_and_metric_outputs_from_the_command_line(capsys, tiny_model, tmp_pat
                         "--outputs", "png16,ply,normals,metric")
     assert code == 0, err
     assert _outputs(out) == ["room_depth.png", "room_depth_m.npy", "room_normals.png", "room_points.ply"]
-    cloud = plyfile.PlyData.read(str(out / "room_points.ply"))
-    assert cloud["vertex"].count == 48 * 64 - int((~np.isfinite(np.load(out / "room_depth_m.npy"))).sum())
+    vertices = plyfile.PlyData.read(str(out / "room_points.ply"))["vertex"]
+    assert 0 < vertices.count <= 48 * 64 and np.all(vertices["z"] > 0)  # valid pixels, in front of the camera
     metres = np.load(out / "room_depth_m.npy")
     assert metres.shape == (48, 64) and np.nanmin(metres) > 0
     points.write_text("x,y,depth_m\n5,5,2.0\n")  # one point: no fit possible
@@ -460,3 +460,23 @@ def test_3d_and_metric_outputs_from_the_command_line(capsys, tiny_model, tmp_pat
     assert code == 1 and "room.png" in err and (tmp_path / "out2" / "room_depth.png").is_file()
     code, err = run_cli(capsys, image, "-o", tmp_path / "out3", "--outputs", "metric")
     assert code == 2 and "align" in err and "Traceback" not in err
+
+
+def test_prompt_embeddings_from_a_file_condition_a_model_without_text_encoder(capsys, photos, tmp_path):
+    from safetensors.torch import save_file
+
+    from primedepth.testing import save_tiny_model, tiny_prompt_embeds
+
+    model = save_tiny_model(tmp_path / "no_text", text=False)
+    context = tmp_path / "context.safetensors"
+    save_file({"context": tiny_prompt_embeds(1)}, str(context))
+    code, err = run_cli(capsys, photos / "plain.jpg", "-o", tmp_path / "a", "--model", model, "--outputs", "npy")
+    assert code == 1 and "--prompt-embeds FILE" in err
+    code, err = run_cli(capsys, photos / "plain.jpg", "-o", tmp_path / "b", "--model", model, "--outputs", "npy",
+                        "--prompt-embeds", context)
+    assert code == 0, err
+    [expected] = predict(photos / "plain.jpg", model=str(model), prompt_embeds=tiny_prompt_embeds(1), device="cpu")
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "plain_depth.npy"), expected.depth)
+    code, err = run_cli(capsys, photos / "plain.jpg", "-o", tmp_path / "c", "--model", model,
+                        "--prompt-embeds", tmp_path / "missing.pt")
+    assert code == 2 and "prompt embeddings file not found" in err

@@ -103,6 +103,7 @@ class JobOptions:
     ensemble: Any = None
     model_name: str | None = None  # what the user named (hub id, folder, .ckpt), for the metadata
     geometry: GeometryOptions = field(default_factory=GeometryOptions)  # camera, alignment, meshes
+    prompt_embeds: Any = None  # (1, tokens, dim) conditioning instead of a prompt (models without text encoder)
 
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
@@ -120,6 +121,8 @@ class JobOptions:
         io.check_colormap(self.colormap)
         if self.geometry_kinds:
             check_geometry_request(self.geometry_kinds, self.geometry)
+        if self.prompt_embeds is not None and self.prompt is not None:
+            raise InputError("give either a prompt or prompt embeddings, not both")
         if self.output_dir is not None:
             self.output_dir = Path(self.output_dir)
 
@@ -401,7 +404,9 @@ class _Runner:
 
     def _call(self, images: list[Any]) -> Any:
         """One pipeline call, then the ensemble post-step on its depth maps."""
-        extra = {"prompt": self.options.prompt} if self.options.prompt is not None else {}
+        extra: dict[str, Any] = {"prompt": self.options.prompt} if self.options.prompt is not None else {}
+        if self.options.prompt_embeds is not None:
+            extra = {"prompt_embeds": self.options.prompt_embeds}
         output = self.pipeline(
             images,
             generator=seeded_generators(self.options.seed, len(images)),
@@ -653,6 +658,7 @@ def predict(
     progress: bool = False,
     ensemble: Any = None,
     geometry: GeometryOptions | None = None,
+    prompt_embeds: Any = None,
 ) -> list[Prediction]:
     """Depth for images, folders, glob patterns, list files and videos, in one call.
 
@@ -664,7 +670,8 @@ def predict(
     `primedepth.devices.auto_batch_size`). With `output_dir`, the `outputs`
     (png16, npy, color, seg, video; see `primedepth.io`) are written there, existing files are
     kept unless `overwrite`, and inputs whose outputs all exist are skipped. `prompt`: None
-    for the model's default, a text, or "auto" to caption each image. `seed`: fixes the
+    for the model's default, a text, or "auto" to caption each image; `prompt_embeds`: a
+    (1, tokens, D) conditioning tensor instead (models without a text encoder). `seed`: fixes the
     noise, per image. `errors`: "raise" stops at the first bad input with its error; "skip"
     goes on and marks it failed in the results. `ensemble`: None for PrimeDepth alone, or the
     paper's ensemble with Depth Anything V2: "depth-anything-v2-large", another Depth Anything
@@ -683,7 +690,7 @@ def predict(
         outputs=tuple(outputs), colormap=colormap, batch_size=batch_size, max_size=max_size,
         prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
         fail_fast=errors == "raise", keep_results=True, progress=progress, ensemble=ensemble,
-        geometry=geometry or GeometryOptions(),
+        geometry=geometry or GeometryOptions(), prompt_embeds=prompt_embeds,
     )
     items = collect_items(inputs, recursive=recursive, output_dir=options.output_dir)
     prepare_output_dir(options, items)

@@ -270,8 +270,8 @@ class PrimeDepthPipeline(DiffusionPipeline):
         """Text -> context, caching each distinct prompt (a fixed prompt is encoded once)."""
         if self.text_encoder is None or self.tokenizer is None:
             raise InputError(
-                "this model folder has no text encoder/tokenizer: pass `prompt_embeds`, or convert the "
-                "checkpoint with its text encoder (primedepth convert)"
+                "this model folder has no text encoder/tokenizer: pass `prompt_embeds` (on the command line "
+                "--prompt-embeds FILE), or convert the checkpoint with its text encoder (primedepth convert)"
             )
         if self._prompt_encoder is None or self._prompt_encoder.text_encoder is not self.text_encoder:
             self._prompt_encoder = PromptEncoder(self.text_encoder, self.tokenizer,

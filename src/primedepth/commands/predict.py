@@ -164,6 +164,9 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
     prompts.add_argument("--prompt", metavar="TEXT",
                          help="text prompt for every image; 'auto' captions each image with BLIP-2 "
                          "(default: the model's default prompt)")
+    prompts.add_argument("--prompt-embeds", metavar="FILE",
+                         help="precomputed (1, 77, D) conditioning (.safetensors, .pt or .npy): for model folders "
+                         "converted without a text encoder")
     prompts.add_argument("--caption", action="store_const", const="auto", dest="prompt",
                          help="caption each image with BLIP-2 as the official code (same as --prompt auto; "
                          "downloads and runs a large captioning model)")
@@ -226,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the job; exit status 1 if any input failed."""
     from ..jobs import JobOptions, collect_items, prepare_output_dir, run_job, write_job_record  # lazy: start-up speed
     from ..loading import load_pipeline
+    from ..text.encoder import read_prompt_embeds
 
     output_dir = Path(args.output_dir)
     options = JobOptions(
@@ -233,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         max_size=args.max_size, prompt=args.prompt, seed=args.seed, segmentation=args.segmentation,
         overwrite=args.overwrite, fail_fast=args.fail_fast, keep_results=False, progress=True,
         ensemble=args.ensemble_model or args.ensemble, model_name=args.model, geometry=geometry_options(args),
+        prompt_embeds=read_prompt_embeds(args.prompt_embeds) if args.prompt_embeds else None,
     )
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
     prepare_output_dir(options, items)
@@ -262,7 +267,8 @@ def licence_notes(args: argparse.Namespace) -> list[str]:
     if member:
         source = ENSEMBLE_MEMBERS.get(member, member)
         lines.append(f"licence of {source}: {model_licence(source)}")
-    if args.prompt == "auto" or (args.prompt is None and args.model == OFFICIAL_REPO_ID):
+    default_captions = args.prompt is None and args.prompt_embeds is None and args.model == OFFICIAL_REPO_ID
+    if args.prompt == "auto" or default_captions:
         lines.append(f"licence of {BLIP2_MODEL_ID} (captions): {model_licence(BLIP2_MODEL_ID)}")
     return lines
 

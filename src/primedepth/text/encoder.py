@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import pickle
 import re
 import tempfile
 from collections import OrderedDict
@@ -22,7 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
+from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..constants import CROSS_MAP_CHANNELS
@@ -353,3 +356,26 @@ class PromptEncoder:
     def __call__(self, prompts: str | Sequence[str], **kwargs: object) -> torch.Tensor:
         """Same as :meth:`encode`."""
         return self.encode(prompts, **kwargs)  # type: ignore[arg-type]
+
+
+def read_prompt_embeds(path: str | Path) -> torch.Tensor:
+    """A saved (1, tokens, dim) conditioning: .pt (one tensor, read without unpickling code),
+    .npy, or .safetensors (one tensor); float32. For models without a text encoder, and training."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: prompt embeddings file not found")
+    try:
+        if path.suffix == ".npy":
+            tensor = torch.from_numpy(np.load(path, allow_pickle=False))
+        elif path.suffix == ".safetensors":
+            tensors = load_file(str(path))
+            if len(tensors) != 1:
+                raise InputError(f"{path}: expected one tensor, found {sorted(tensors)}")
+            tensor = next(iter(tensors.values()))
+        else:
+            tensor = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
+        raise InputError(f"{path}: cannot read prompt embeddings ({error})") from None
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3 or tensor.shape[0] != 1:
+        raise InputError(f"{path}: expected one (1, tokens, dim) tensor")
+    return tensor.float()

@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
-from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -49,7 +48,8 @@ from ..eval.metrics import average_metrics, compute_metrics
 from ..io.atomic import atomic_directory
 from ..model.forward import Preimage, compute_preimage, predict_labels, seeded_noise
 from ..pipeline import PrimeDepthPipeline
-from ..text.encoder import PromptEncoder, load_text_encoder, load_tokenizer
+from ..errors import InputError
+from ..text.encoder import PromptEncoder, load_text_encoder, load_tokenizer, read_prompt_embeds
 from .config import ConfigError, TrainConfig, save_config
 from .data import ResizedDataset, build_dataset, build_train_mixer, cache_pseudo_labels, collate_items
 from .losses import PrimeDepthLoss, ssi_loss
@@ -163,7 +163,10 @@ def load_prompt_embeds(config: TrainConfig) -> torch.Tensor:
     """The (1, 77, D) context every training image is conditioned on."""
     model = config.model
     if model.prompt_embeds:
-        return _read_tensor(Path(model.prompt_embeds))
+        try:
+            return read_prompt_embeds(Path(model.prompt_embeds))
+        except InputError as error:
+            raise ConfigError(f"model.prompt_embeds: {error}") from None
     local = Path(model.pretrained) / "text_encoder"
     source = model.text_encoder or (str(local) if local.is_dir() else None)
     encoder = load_text_encoder(source) if source else load_text_encoder()
@@ -172,24 +175,6 @@ def load_prompt_embeds(config: TrainConfig) -> torch.Tensor:
     embeds = PromptEncoder(encoder, tokenizer).encode(model.prompt).float().cpu()
     del encoder
     return embeds
-
-
-def _read_tensor(path: Path) -> torch.Tensor:
-    """A saved context: .pt (one tensor), .npy, or .safetensors (one tensor)."""
-    if not path.is_file():
-        raise ConfigError(f"model.prompt_embeds: file not found: {path}")
-    if path.suffix == ".npy":
-        tensor = torch.from_numpy(np.load(path))
-    elif path.suffix == ".safetensors":
-        tensors = load_file(str(path))
-        if len(tensors) != 1:
-            raise ConfigError(f"{path}: expected one tensor, found {sorted(tensors)}")
-        tensor = next(iter(tensors.values()))
-    else:
-        tensor = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3 or tensor.shape[0] != 1:
-        raise ConfigError(f"{path}: expected a (1, tokens, dim) tensor")
-    return tensor.float()
 
 
 # --------------------------------------------------------------------------------------------
