@@ -70,6 +70,7 @@ class _FakeHub:
             return str(hub.checkpoint)
 
         monkeypatch.setattr(weights.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(weights, "hub_reachable", lambda: True)
         monkeypatch.setattr(weights, "HfApi", Api)
         monkeypatch.setattr(weights, "snapshot_download", lambda repo_id, revision=None, cache_dir=None: str(hub.snapshot))
         monkeypatch.setattr(weights, "hf_hub_download", download)
@@ -97,3 +98,29 @@ def test_hub_checkpoint_is_downloaded_and_converted_once(private_cache, monkeypa
     assert resolve_source("CVL-Heidelberg/PrimeDepth") == WeightsSource(folder)  # converted: no download
     assert len(hub.downloads) == 2
     assert (folder / "LICENSE-MODEL.md").is_file()
+
+
+def test_a_missing_folder_under_an_existing_one_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    """`checkpoints/primedepth` in a checkout without it: a clear 'not found', not a hub lookup."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(InputError, match="model not found: checkpoints/primedepth"):
+        resolve_source("checkpoints/primedepth")
+
+
+def test_offline_advice_fits_the_situation(monkeypatch, capsys):
+    """HF_HUB_OFFLINE is named only when set; `primedepth download` is not advised to its own user;
+    an unreachable hub fails at once (a 3 s TCP probe) instead of after retries."""
+    assert main(["download"]) == 3
+    err = capsys.readouterr().err
+    assert "unset HF_HUB_OFFLINE" in err and "run `primedepth download" not in err
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(weights.constants, "HF_HUB_OFFLINE", False)
+    calls = []
+    monkeypatch.setattr(weights.socket, "create_connection", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(OSError("unreachable")))
+    monkeypatch.setattr(weights, "HfApi", lambda: pytest.fail("no hub call when the hub is unreachable"))
+    with pytest.raises(WeightsNotFoundError) as error:
+        resolve_source("CVL-Heidelberg/PrimeDepth")
+    message = str(error.value)
+    assert calls and "cannot reach https://huggingface.co" in message and "connect to the internet" in message
+    assert "HF_HUB_OFFLINE" not in message and "primedepth download CVL-Heidelberg/PrimeDepth" in message

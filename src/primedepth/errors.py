@@ -1,5 +1,7 @@
 """User-facing errors: the CLI prints their message and exits non-zero, without a traceback."""
 
+import os
+
 
 class PrimeDepthError(Exception):
     """Base class of every error whose message is meant for the user."""
@@ -38,13 +40,18 @@ def weights_unavailable(
     """The one message for weights that are neither local nor downloadable.
 
     It says what was looked for and why it failed, where it was looked for, and how to provide it:
-    go online (downloads are cached), download ahead of time (`download`, default
-    `hf download SOURCE`) and copy the cache, or use the `alternatives`.
+    go online (downloads are cached; HF_HUB_OFFLINE is named only when it is set), download
+    ahead of time (`download`, default `hf download SOURCE`; "" leaves that advice out, e.g. for
+    someone who just ran it) and copy the cache, or use the `alternatives`.
     """
     where = f" Looked in {looked_in}." if looked_in else ""
-    command = download or f"hf download {source}"
+    command = f"hf download {source}" if download is None else download
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        online = "unset HF_HUB_OFFLINE, which is set and makes only the local cache be read (downloads are cached)"
+    else:
+        online = "connect to the internet (the download happens once, then the cache is used)"
+    ahead = f", or run `{command}` where you are online and copy the Hugging Face cache" if command else ""
     return WeightsNotFoundError(
-        f"could not get the {what} '{source}' ({first_line(error)}).{where} To fix: connect to the internet "
-        "and unset HF_HUB_OFFLINE (downloads are cached; with HF_HUB_OFFLINE=1 only the cache is read), "
-        f"or run `{command}` where you are online and copy the Hugging Face cache, or {alternatives}."
+        f"could not get the {what} '{source}' ({first_line(error)}).{where} To fix: {online}{ahead}, "
+        f"or {alternatives}."
     )

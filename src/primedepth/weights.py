@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
@@ -55,10 +57,10 @@ def _hub_cache_folder(repo_id: str, revision: str | None) -> Path:
     return cache_root() / "hub" / (repo_id.replace("/", "--") + (f"@{revision}" if revision else ""))
 
 
-def _offline_error(repo_id: str, error: BaseException | str) -> WeightsNotFoundError:
+def _offline_error(repo_id: str, error: BaseException | str, advise_download: bool = True) -> WeightsNotFoundError:
     return weights_unavailable(
         "PrimeDepth weights", repo_id, error,
-        download=f"primedepth download {repo_id}",
+        download=f"primedepth download {repo_id}" if advise_download else "",
         looked_in=f"{cache_root() / 'hub'} (converted) and the Hugging Face cache {constants.HF_HUB_CACHE}",
         alternatives="pass a local model folder or official .ckpt (--model PATH)",
     )
@@ -93,11 +95,31 @@ def _downloaded_source(repo_id: str, revision: str | None, cache_dir: str | os.P
     return WeightsSource(converted, Path(hf_hub_download(repo_id, checkpoint, revision=revision, cache_dir=cache_dir)))
 
 
+# Seconds to wait for a TCP connection to the hub before calling it unreachable: without this
+# probe, huggingface_hub's retries made an unreachable hub fail after 25-50 s.
+HUB_PROBE_TIMEOUT = 3.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Whether a TCP connection to the hub's endpoint opens (always True behind a proxy, which
+    this probe cannot see through)."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def hub_source(
     repo_id: str = OFFICIAL_REPO_ID,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
+    advise_download: bool = True,
 ) -> WeightsSource:
     """A hub repository as a local source: a diffusers-format repository is downloaded as it is,
     one holding an official checkpoint is downloaded to be converted (once) into the cache.
@@ -109,11 +131,16 @@ def hub_source(
     try:
         if offline:
             return _cached_source(repo_id, revision, cache_dir, converted)
+        if not hub_reachable():
+            try:  # what an earlier download left in the cache still serves
+                return _cached_source(repo_id, revision, cache_dir, converted)
+            except Exception:  # noqa: BLE001 - nothing cached: report the network
+                raise OSError(f"cannot reach {constants.ENDPOINT} (no network connection?)") from None
         return _downloaded_source(repo_id, revision, cache_dir, converted)
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - offline, DNS, HTTP, auth: all mean "not available"
-        raise _offline_error(repo_id, error) from error
+        raise _offline_error(repo_id, error, advise_download) from error
 
 
 def resolve_source(
@@ -134,7 +161,8 @@ def resolve_source(
     if path.is_file():
         return WeightsSource(converted_checkpoint_folder(path, config, text_encoder), path)
     text = str(source)
-    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") != 1
+    # "owner/name" is a hub id unless its first part is a local folder (then a missing sub-folder).
+    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") != 1 or path.parent.is_dir()
     if text.endswith(CHECKPOINT_SUFFIXES) or looks_like_path:
         raise InputError(f"model not found: {text} is neither a folder, a checkpoint file nor a hub repository id")
     return hub_source(text, revision, cache_dir, local_files_only)

@@ -78,3 +78,18 @@ def test_missing_or_invalid_files(tmp_path: Path) -> None:
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_the_example_config_of_the_repository_loads_as_written():
+    """configs/train_example.yaml names the official weights (not a folder a checkout lacks)."""
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "train_example.yaml")
+    assert config.model.pretrained == "CVL-Heidelberg/PrimeDepth" and config.mixed_precision == "bf16"
+
+
+def test_mixed_precision_no_is_accepted_though_yaml_reads_it_as_false(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("output_dir: out\nmodel: {pretrained: some/model}\nmixed_precision: no\n"
+                    "data: {train: [{kind: hypersim, root: r, split: s}]}\n")
+    assert load_config(path).mixed_precision == "no"

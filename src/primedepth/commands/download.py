@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import PrimeDepthPipeline  # lazy: start-up speed (torch, diffusers)
+    from ..weights import hub_source
 
+    hub_source(args.repo_id, args.revision, advise_download=False)  # fails without advising this command
     print(PrimeDepthPipeline.local_model_folder(args.repo_id, revision=args.revision))
     return 0

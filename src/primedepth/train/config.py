@@ -320,6 +320,8 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if value is False and where.endswith("mixed_precision"):
+            return "no"  # YAML 1.1 reads the accelerate value `no` as false
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
