@@ -164,7 +164,7 @@ def _api_routes(service: DepthService) -> APIRouter:
         max_size: Annotated[int | None, Form(description="longer side to downscale to (default: the server's)")] = None,
         seed: Annotated[int | None, Form(description="noise seed (default: the server's, 0)")] = None,
         prompt: Annotated[str | None, Form(description="text prompt (default: the model's)")] = None,
-        colormap: Annotated[str | None, Form(description="matplotlib colormap of 'color' (default Spectral)")] = None,
+        colormap: Annotated[str | None, Form(description="matplotlib colormap of 'color' (default: the server's, Spectral_r: near is red)")] = None,
     ) -> Response:
         """Depth for uploaded images: a file for one image and one output, else a zip."""
         started = time.perf_counter()
