@@ -144,6 +144,8 @@ def load_ensemble(member: Any, device: Any, dtype: Any) -> DepthEnsemble:
     """The ensemble with `member`: a name of `ENSEMBLE_MEMBERS`, a Depth Anything hub id or
     model folder (loaded now, on `device` in `dtype`, so a missing model fails once), or an
     already loaded disparity adapter."""
+    if isinstance(member, DepthEnsemble):  # already loaded (e.g. once per Ray actor)
+        return member
     if not isinstance(member, (str, os.PathLike)):
         name = getattr(member, "model_id", None) or getattr(member, "name", type(member).__name__)
         return DepthEnsemble(member, describe_ensemble(str(name)))

@@ -8,7 +8,9 @@ The command line and the Python API share one engine, `run_job`:
 3. the model is loaded only if something is left to do;
 4. images are read and predicted in batches; a file that cannot be read or predicted is
    reported with its path and reason and the others go on (or the job stops, `fail_fast`);
-5. outputs are written atomically (`primedepth.io`), video frames one batch at a time.
+5. outputs are written atomically (`primedepth.io`); a video is predicted with one prompt and
+   one noise draw for the clip, aligned across frames and normalised once for the clip
+   (`primedepth.video.job`), resuming at frame granularity.
 
 With `ensemble`, the second model is loaded with the pipeline (step 3) and every depth map goes
 through the ensemble post-step (`primedepth.ensemble.DepthEnsemble`) before it is written, marked
@@ -42,6 +44,9 @@ from .io.outputs import DEFAULT_OUTPUTS
 from .loading import load_pipeline
 from .model.forward import seeded_generators
 from .processing import to_rgb_uint8
+from .video import DEFAULT_SMOOTHING, DEFAULT_WINDOW, check_temporal
+from .video.correspondence import flow_available
+from .video.job import VideoJob
 
 __all__ = [
     "predict",
@@ -78,6 +83,7 @@ class Prediction:
     outputs: list[Path] = field(default_factory=list)
     ensemble: str | None = None
     geometry: dict | None = None  # the 3D/metric report: alignment fit, intrinsics, warnings
+    temporal: dict | None = None  # video frames: mode, the frame's scale and shift, the clip's ranges
 
 
 @dataclass
@@ -104,6 +110,9 @@ class JobOptions:
     model_name: str | None = None  # what the user named (hub id, folder, .ckpt), for the metadata
     geometry: GeometryOptions = field(default_factory=GeometryOptions)  # camera, alignment, meshes
     prompt_embeds: Any = None  # (1, tokens, dim) conditioning instead of a prompt (models without text encoder)
+    temporal: str | None = None  # videos: "none", "align", "flow"; None: flow with OpenCV, else align
+    temporal_window: int = DEFAULT_WINDOW  # videos: previous frames each frame is aligned to
+    temporal_smoothing: float = DEFAULT_SMOOTHING  # videos: history weight of colour frames and video
 
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
@@ -125,6 +134,7 @@ class JobOptions:
             raise InputError("give either a prompt or prompt embeddings, not both")
         if self.output_dir is not None:
             self.output_dir = Path(self.output_dir)
+        _check_temporal_options(self)
 
     @property
     def frame_kinds(self) -> tuple[str, ...]:
@@ -151,6 +161,8 @@ class JobSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     results: list[Prediction] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # what produced the outputs (`run_metadata`)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # e.g. video frames that could not be decoded
+    videos: list[dict] = field(default_factory=list)  # per clip: temporal settings, ranges, per-frame scale/shift
 
     @property
     def ok(self) -> bool:
@@ -178,11 +190,20 @@ class JobSummary:
             lines.append(f"... and {len(self.failures) - MAX_LISTED_FAILURES} more failures")
         if self.stopped:
             lines.append("stopped at the first failure (--fail-fast)")
+        lines += [f"warning: {label}: {message}" for label, message in self.warnings[:MAX_LISTED_FAILURES]]
         return "\n".join(lines)
 
 
 class _StopJob(Exception):
     """Raised internally when `fail_fast` ends the job."""
+
+
+def _check_temporal_options(options: JobOptions) -> None:
+    """Refuse bad video settings up front; flow asked for without OpenCV names the extra."""
+    check_temporal(options.temporal or "align", options.temporal_window, options.temporal_smoothing)
+    if options.temporal == "flow" and not flow_available():
+        raise InputError("--temporal flow needs OpenCV: pip install 'primedepth[video]' "
+                         "(opencv-python-headless), or use --temporal align")
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +313,7 @@ def _count_images(items: Iterable[io.InputItem]) -> int | None:
     return total
 
 
-def _item_paths(item: io.InputItem, options: JobOptions) -> dict[str, Path]:
+def item_paths(item: io.InputItem, options: JobOptions) -> dict[str, Path]:
     """Output paths of an item: per-image kinds for images, the depth video for videos."""
     if options.output_dir is None:
         return {}
@@ -302,7 +323,7 @@ def _item_paths(item: io.InputItem, options: JobOptions) -> dict[str, Path]:
     return io.output_paths(options.output_dir, item.name, ("video",) if "video" in options.outputs else ())
 
 
-def _is_finished(item: io.InputItem, options: JobOptions) -> bool:
+def is_finished(item: io.InputItem, options: JobOptions) -> bool:
     """Whether every requested output of a file input already exists.
 
     A video counts as finished when its depth video exists (it is renamed into place only
@@ -310,7 +331,7 @@ def _is_finished(item: io.InputItem, options: JobOptions) -> bool:
     """
     if options.output_dir is None or options.overwrite or item.path is None:
         return False
-    paths = list(_item_paths(item, options).values())
+    paths = list(item_paths(item, options).values())
     if item.kind == "video" and options.frame_kinds:
         if "video" not in options.outputs:
             return False
@@ -326,7 +347,7 @@ def _is_finished(item: io.InputItem, options: JobOptions) -> bool:
 
 def _skip_if_finished(item: io.InputItem, options: JobOptions, summary: JobSummary) -> bool:
     """Record a finished item as skipped; True if it was."""
-    if not _is_finished(item, options):
+    if not is_finished(item, options):
         return False
     summary.skipped += 1
     if options.keep_results:
@@ -369,28 +390,30 @@ class _Runner:
 
     def record(self, name: PurePosixPath, item: io.InputItem, depth: np.ndarray,
                segmentation: np.ndarray | None, prompt: str | None, written: list[Path],
-               geometry: dict | None = None) -> None:
+               geometry: dict | None = None, temporal: dict | None = None) -> None:
         """Keep one image's or frame's result when the job keeps results."""
         if self.options.keep_results:
             self.summary.results.append(Prediction(
                 name=str(name), source=item.path, status="done", depth=depth,
                 segmentation=segmentation, prompt=prompt, outputs=written,
-                ensemble=self.summary.ensemble, geometry=geometry,
+                ensemble=self.summary.ensemble, geometry=geometry, temporal=temporal,
             ))
 
     # ---------------------------------------------------------------- model calls
 
-    def infer(self, images: list[Any]) -> Any:
+    def infer(self, images: list[Any], conditioning: Callable[[int], dict] | None = None) -> Any:
         """Predict a batch of images, at most `batch_size` per pipeline call.
 
         When the GPU runs out of memory, the batch size is halved for the rest of the job and
-        the failed part is predicted again (results do not depend on batching).
+        the failed part is predicted again (results do not depend on batching). `conditioning`
+        gives the prompt and noise arguments for a call of n images (a video clip's, the same
+        for every frame) instead of the job's prompt and seed.
         """
         outputs, start = [], 0
         while start < len(images):
             part = images[start : start + self.batch_size]
             try:
-                outputs.append(self._call(part))
+                outputs.append(self._call(part, conditioning))
             except torch.cuda.OutOfMemoryError:
                 if len(part) == 1:
                     raise
@@ -402,14 +425,16 @@ class _Runner:
             start += len(part)
         return outputs[0] if len(outputs) == 1 else _joined_outputs(outputs)
 
-    def _call(self, images: list[Any]) -> Any:
+    def _call(self, images: list[Any], conditioning: Callable[[int], dict] | None = None) -> Any:
         """One pipeline call, then the ensemble post-step on its depth maps."""
         extra: dict[str, Any] = {"prompt": self.options.prompt} if self.options.prompt is not None else {}
         if self.options.prompt_embeds is not None:
             extra = {"prompt_embeds": self.options.prompt_embeds}
+        extra["generator"] = seeded_generators(self.options.seed, len(images))
+        if conditioning is not None:
+            extra = conditioning(len(images))
         output = self.pipeline(
             images,
-            generator=seeded_generators(self.options.seed, len(images)),
             max_size=self.options.max_size,
             output_segmentation="labels" if self.options.segmentation else False,
             **extra,
@@ -491,37 +516,22 @@ class _Runner:
     # ---------------------------------------------------------------- videos
 
     def video(self, item: io.InputItem) -> None:
-        """Depth for every frame of a video: per-frame outputs plus a depth video."""
-        video_path = _item_paths(item, self.options).get("video")
-        writer = None
+        """Depth for every frame of a video, with one conditioning, alignment and normalisation
+        per clip (`primedepth.video.job`): frame outputs plus a depth video."""
+        clip = None
         try:
-            info = io.probe_video(item.path)
-            if video_path is not None and (self.options.overwrite or not video_path.exists()):
-                writer = io.DepthVideoWriter(video_path, info.fps, self.options.colormap)
-            frames = 0
-            for batch in _chunks(enumerate(io.read_video_frames(item.path)), self.batch_size):
-                output = self.infer([frame for _, frame in batch])
-                for row, (index, _) in enumerate(batch):
-                    depth, segmentation, prompt = _unpack(output, row)
-                    name = io.frame_name(item.name, index)
-                    written = self.write(name, depth, segmentation)
-                    if writer is not None:
-                        writer.write(depth)
-                    self.record(name, item, depth, segmentation, prompt, written)
-                frames += len(batch)
-                self.summary.images += len(batch)
-                self.bar.update(len(batch))
-            if frames == 0:
-                raise InputError("the video has no frames")
-            if writer is not None:
-                writer.close()
+            clip = VideoJob(self, item, _unpack)
+            clip.predict()
+            clip.write()
         except BaseException as error:  # also Ctrl-C: never leave a partial video behind
-            if writer is not None:
-                writer.abort()
+            if clip is not None:
+                clip.abort()
             if not isinstance(error, Exception):
                 raise
             self.fail(item, error, images=0)
             return
+        clip.finish()
+        self.summary.videos.append(clip.listing())
         self.summary.done += 1
 
 
@@ -570,6 +580,8 @@ def write_job_record(options: JobOptions, summary: JobSummary) -> None:
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     runs.append({**summary.metadata, "outputs": list(options.outputs), "done": summary.done, "failed": summary.failed,
                  "skipped": summary.skipped, "ensemble": summary.ensemble})
+    if summary.videos:  # per clip: temporal settings, clip ranges, each frame's time, scale and shift
+        runs[-1]["videos"] = summary.videos
     with io.atomic_path(path) as temporary:
         temporary.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
 
@@ -659,6 +671,9 @@ def predict(
     ensemble: Any = None,
     geometry: GeometryOptions | None = None,
     prompt_embeds: Any = None,
+    temporal: str | None = None,
+    temporal_window: int = DEFAULT_WINDOW,
+    temporal_smoothing: float = DEFAULT_SMOOTHING,
 ) -> list[Prediction]:
     """Depth for images, folders, glob patterns, list files and videos, in one call.
 
@@ -679,7 +694,10 @@ def predict(
     disparity is aligned to PrimeDepth's by least squares and averaged, for every output.
     Outputs of an earlier run without the ensemble are skipped unless `overwrite`. `geometry`:
     camera, known-depth alignment and mesh settings of the 3D and metric outputs (ply, glb,
-    obj, normals, metric, metric_png16; see `primedepth.geometry.GeometryOptions`).
+    obj, normals, metric, metric_png16; see `primedepth.geometry.GeometryOptions`). `temporal`,
+    `temporal_window`, `temporal_smoothing`: how video frames are aligned across the clip
+    (`primedepth.video`; default: "flow" when OpenCV is installed, else "align"); a frame's
+    `depth` is then the aligned prediction and `temporal` its scale and shift.
 
     Returns one `Prediction` per image or video frame, in input order.
     """
@@ -691,6 +709,7 @@ def predict(
         prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
         fail_fast=errors == "raise", keep_results=True, progress=progress, ensemble=ensemble,
         geometry=geometry or GeometryOptions(), prompt_embeds=prompt_embeds,
+        temporal=temporal, temporal_window=temporal_window, temporal_smoothing=temporal_smoothing,
     )
     items = collect_items(inputs, recursive=recursive, output_dir=options.output_dir)
     prepare_output_dir(options, items)

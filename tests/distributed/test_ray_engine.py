@@ -1,7 +1,9 @@
 """`primedepth predict --engine ray` and `predict_dataset` on a small local Ray instance.
 
 One Ray instance (2 CPUs, a small object store) serves the module; each job starts its own
-actors, so every test here costs an actor start-up (the imports of torch and diffusers).
+actors, so every test here costs an actor start-up (the imports of torch and diffusers). The
+actors run one torch thread each, as this process does (tests/conftest.py): a different thread
+count changes float rounding (about 1e-5 of the depth range), a different engine must not.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +40,11 @@ def fault_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray(fault_file):
+def local_ray(fault_file: Path) -> Iterator[None]:
     """A small local Ray instance for the module; actors inherit the fault variable."""
     os.environ[FAULT_ENV] = str(fault_file)
+    if ray.is_initialized():  # another module's instance: its workers would not see the variable
+        ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
              logging_level="ERROR", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -49,19 +54,12 @@ def local_ray(fault_file):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from primedepth.testing import save_tiny_model
-
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     return make_photos(tmp_path_factory.mktemp("inputs") / "photos")
 
 
 @pytest.fixture(scope="module")
-def local_outputs(photos, tiny_model, tmp_path_factory):
+def local_outputs(photos: Path, tiny_model: Path, tmp_path_factory) -> Callable[[int], Path]:
     """The local engine's outputs for the photos (seed 0), by batch size: images batched
     together round differently from images predicted alone, so each Ray run is compared with
     the local run that batched the same way."""
@@ -127,7 +125,7 @@ def test_resume_predicts_only_what_is_missing(capsys, photos, tiny_model, local_
     kept = out / f"{GOOD_NAMES[0]}_depth.npy"
     kept.write_bytes(b"not recomputed")
     code, err = _predict(capsys, photos, "-o", out, "--model", tiny_model, "--seed", "0", "--outputs", "npy",
-                         "--engine", "ray")
+                         "--engine", "ray", "--actors", "2")
     assert code == 1 and f"done {GOOD - GOOD // 2}, skipped {GOOD // 2} (outputs existed), failed 2" in err, err
     assert kept.read_bytes() == b"not recomputed"
     for name in GOOD_NAMES[GOOD // 2:]:
@@ -140,7 +138,7 @@ def test_a_killed_actor_is_replaced_and_every_output_is_written_once(photos, tin
     rows = [{"path": str(photos / f"{name}.png"), "name": name} for name in GOOD_NAMES]
     out = tmp_path / "out"
     results = predict_dataset(ray.data.from_items(rows), tiny_model, output_dir=out, outputs=("npy",), seed=0,
-                              rows_per_batch=3, actors=1).take_all()
+                              rows_per_batch=3, actors=1, threads_per_actor=1).take_all()
     assert not fault_file.exists() and Path(f"{fault_file}.fired").exists()  # it did crash
     assert sorted(row["name"] for row in results) == GOOD_NAMES
     statuses = [row["status"] for row in results]
@@ -164,7 +162,7 @@ def _parquet_of_images(photos: Path, path: Path) -> Path:
 
 def _parquet_args(source: str, out: str, model: Path) -> tuple[argparse.Namespace, JobOptions]:
     args = cli.build_parser().parse_args(["predict", source, "-o", out, "--model", str(model), "--seed", "0",
-                                          "--outputs", "parquet", "--engine", "ray"])
+                                          "--outputs", "parquet", "--engine", "ray", "--actors", "2"])
     args.input_column = "image"
     return args, JobOptions(outputs=(), seed=0, keep_results=False)
 

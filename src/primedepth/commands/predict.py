@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from ..constants import BLIP2_MODEL_ID, DEFAULT_ENSEMBLE, DEFAULT_MAX_SIZE, DEFAULT_SEED, ENSEMBLE_MEMBERS, OFFICIAL_REPO_ID, model_licence
+from ..constants import (
+    BLIP2_MODEL_ID,
+    DEFAULT_ENSEMBLE,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_SEED,
+    ENSEMBLE_MEMBERS,
+    OFFICIAL_REPO_ID,
+    model_licence,
+)
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
+from ..errors import InputError
 from ..geometry.align import DEFAULT_MAX_DEPTH, DEFAULT_MIN_DEPTH
 from ..geometry.intrinsics import DEFAULT_FOV_DEG, parse_intrinsics
 from ..geometry.mesh import DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_SIZE
@@ -84,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_output_options(parser.add_argument_group("outputs"))
     _add_geometry_options(parser.add_argument_group("3D and metric depth (outputs ply, glb, obj, normals, metric, metric_png16)"))
     _add_engine_options(parser.add_argument_group("engine"))
+    _add_video_options(parser.add_argument_group("videos (temporal consistency)"))
     parser.set_defaults(handler=run)
 
 
@@ -137,6 +148,28 @@ def _add_engine_options(group: argparse._ArgumentGroup) -> None:
                        help="GPUs each actor holds for --engine ray (default: 1 when GPUs exist, else 0)")
 
 
+def _add_video_options(group: argparse._ArgumentGroup) -> None:
+    """How the frames of a video are made consistent (primedepth.video); each clip is always
+    predicted with one prompt ('auto': one caption, of the middle frame) and one noise draw."""
+    from ..video.stabilizer import (  # light: numpy only
+        DEFAULT_SMOOTHING,
+        DEFAULT_WINDOW,
+        TEMPORAL_MODES,
+    )
+
+    group.add_argument("--temporal", choices=TEMPORAL_MODES, default=None,
+                       help="align each frame's depth to the clip by a robust scale and shift and normalise the "
+                       "clip once: 'flow' follows pixels with optical flow (best measured; needs "
+                       "primedepth[video]), 'align' compares the same pixel, 'none' treats frames on their own "
+                       "(default: flow when OpenCV is installed, else align)")
+    group.add_argument("--temporal-window", type=int, default=DEFAULT_WINDOW, metavar="N",
+                       help=f"previous frames each frame is aligned to (default: {DEFAULT_WINDOW})")
+    group.add_argument("--temporal-smoothing", type=float, default=DEFAULT_SMOOTHING, metavar="S",
+                       help="weight of the history in the colour frames and the depth video, 0 to <1: "
+                       "averages out per-frame noise where the depth did not change; the 16-bit PNGs keep "
+                       f"each frame's exact aligned values (default: {DEFAULT_SMOOTHING})")
+
+
 def _add_input_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("-r", "--recursive", action="store_true",
                        help="descend into sub-folders of folder inputs (and let ** match in patterns)")
@@ -144,6 +177,9 @@ def _add_input_options(group: argparse._ArgumentGroup) -> None:
                        help="downscale images whose longer side exceeds this before prediction; "
                        "depth is returned at the input size "
                        f"(default: {DEFAULT_MAX_SIZE}, as the official model)")
+    group.add_argument("--input-column", metavar="COLUMN",
+                       help="--engine ray: inputs that are not images or videos are Parquet datasets whose COLUMN "
+                       "holds encoded images (default: 'bytes', for inputs ending in .parquet)")
 
 
 def _add_model_options(group: argparse._ArgumentGroup) -> None:
@@ -189,7 +225,8 @@ def _add_ensemble_options(group: argparse._ArgumentGroup) -> None:
 def _add_output_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--outputs", type=_output_list, default=DEFAULT_OUTPUTS, metavar="KINDS",
                        help="comma-separated output kinds: "
-                       f"{', '.join(ALL_OUTPUT_SUFFIXES)} (default: {','.join(DEFAULT_OUTPUTS)}; see below)")
+                       f"{', '.join(ALL_OUTPUT_SUFFIXES)}, parquet (--engine ray: one Parquet dataset of depth arrays "
+                       f"instead of files) (default: {','.join(DEFAULT_OUTPUTS)}; see below)")
     group.add_argument("--segmentation", action="store_true",
                        help="also write the segmentation head's labels (NAME_seg.png)")
     group.add_argument("--colormap", default=DEFAULT_COLORMAP, metavar="NAME",
@@ -225,31 +262,56 @@ def _output_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(kind.strip() for kind in text.split(",") if kind.strip())) or (text,)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the job; exit status 1 if any input failed."""
-    from ..jobs import JobOptions, collect_items, prepare_output_dir, run_job, write_job_record  # lazy: start-up speed
-    from ..loading import load_pipeline
+def _job_options(args: argparse.Namespace, outputs: tuple[str, ...]) -> Any:
+    """The command line's job as the API takes it (the API checks every value)."""
+    from ..jobs import JobOptions  # lazy: start-up speed (torch, diffusers)
     from ..text.encoder import read_prompt_embeds
 
-    output_dir = Path(args.output_dir)
-    options = JobOptions(
-        output_dir=output_dir, outputs=args.outputs, colormap=args.colormap, batch_size=args.batch_size,
+    return JobOptions(
+        output_dir=Path(args.output_dir), outputs=outputs, colormap=args.colormap, batch_size=args.batch_size,
         max_size=args.max_size, prompt=args.prompt, seed=args.seed, segmentation=args.segmentation,
         overwrite=args.overwrite, fail_fast=args.fail_fast, keep_results=False, progress=True,
         ensemble=args.ensemble_model or args.ensemble, model_name=args.model, geometry=geometry_options(args),
         prompt_embeds=read_prompt_embeds(args.prompt_embeds) if args.prompt_embeds else None,
+        temporal=args.temporal, temporal_window=args.temporal_window, temporal_smoothing=args.temporal_smoothing,
     )
+
+
+def _run_on_ray(args: argparse.Namespace, options: Any) -> int:
+    """--engine ray: the Ray engine collects the inputs itself (URIs, Parquet), prepares the output
+    folder and writes the job record."""
+    from ..distributed import run_ray_job  # lazy: ray is an optional extra
+
+    for line in licence_notes(args):
+        print(line, file=sys.stderr)
+    summary = run_ray_job(None, args, options)
+    print(summary.format(args.output_dir), file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job; exit status 1 if any input failed."""
+    from ..jobs import (  # lazy: start-up speed
+        collect_items,
+        prepare_output_dir,
+        run_job,
+        write_job_record,
+    )
+    from ..loading import load_pipeline
+
+    outputs = tuple(kind for kind in args.outputs if kind != "parquet")
+    if len(outputs) < len(args.outputs) and args.engine != "ray":
+        raise InputError("--outputs parquet writes a Parquet dataset with --engine ray; the local engine writes files")
+    options = _job_options(args, outputs)
+    if args.engine == "ray":
+        return _run_on_ray(args, options)
+    output_dir = Path(args.output_dir)
     items = collect_items(args.inputs, recursive=args.recursive, output_dir=output_dir)
     prepare_output_dir(options, items)
     _announce(items, output_dir)
     for line in licence_notes(args):
         print(line, file=sys.stderr)
-    if args.engine == "ray":
-        from ..distributed import run_ray_job  # lazy: ray is an optional extra
-
-        summary = run_ray_job(items, args, options)
-    else:
-        summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
+    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
     write_job_record(options, summary)
     print(summary.format(output_dir), file=sys.stderr)
     return 0 if summary.ok else 1

@@ -51,7 +51,11 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     require_ray()
-    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    try:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+    except AttributeError as error:  # would read as "no attribute {name}" and hide the cause
+        raise ImportError(f"cannot import {__name__}.{_LAZY[name]}: {error}") from error
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:

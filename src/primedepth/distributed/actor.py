@@ -11,6 +11,7 @@ after the actor died redoes only what is missing: every file appears whole, once
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,12 +21,13 @@ import numpy as np
 import torch
 
 from .. import io
+from ..errors import first_line
 from ..jobs import JobOptions, JobSummary, run_job
 from ..loading import load_pipeline, quiet_library_progress
 from .parquet import prediction_record, write_part
 from .resume import is_finished
 from .rows import DEFAULT_INPUT_COLUMN, RESULT_COLUMNS, Row, batch_rows, columns_of, decode_row, local_item, result_row
-from .storage import Destination
+from .storage import Destination, local_folder
 
 # Fault drills and tests: a file holding N; the first actor to reach its N-th batch removes
 # the file and kills its own process after the batch's work, before returning its results.
@@ -66,9 +68,8 @@ class DepthPredictor:
             torch.set_num_threads(spec.threads)
         quiet_library_progress()  # an actor has no terminal; Ray's bars and the summary report
         self.spec = spec
-        output_dir = spec.destination.local_dir if spec.destination is not None and spec.destination.is_local else None
         # Per-actor options: results kept only where rows carry them; no bars, no early stop.
-        self.options = replace(spec.options, output_dir=None if spec.parquet else output_dir,
+        self.options = replace(spec.options, output_dir=None if spec.parquet else local_folder(spec.destination),
                                keep_results=spec.parquet or spec.destination is None,
                                progress=False, fail_fast=False)
         self._pipeline: Any = None
@@ -103,7 +104,7 @@ class DepthPredictor:
             try:
                 item = local_item(row, scratch / "in", index)
             except (OSError, ValueError) as error:  # InputError is a ValueError
-                results.append(result_row(row, "failed", _reason(error)))
+                results.append(result_row(row, "failed", first_line(str(error))))
                 continue
             if spec.destination is not None and is_finished(
                 row.name, row.kind, item.path, self.options, spec.destination,
@@ -127,10 +128,9 @@ class DepthPredictor:
         results = []
         for group in _groups(work):
             summary, failures = self._run(group, options)
+            uploaded = None if staging is None else _upload(staging, destination, options.overwrite)
             for row, item in group:
-                reason = failures.get(item.label)
-                if reason is None and staging is not None:
-                    reason = _upload(item, staging, options, destination)
+                reason = failures.get(item.label) or uploaded
                 images = summary.images if item.kind == "video" else 1
                 done = result_row(row, "done", images=images, metadata=summary.metadata)
                 results.append(result_row(row, "failed", reason) if reason else done)
@@ -179,32 +179,22 @@ def _empty_arrays(options: JobOptions) -> dict[str, Any]:
     return {**empty, "segmentation": np.zeros((0, 0), np.uint16)} if options.segmentation else empty
 
 
-def _item_files(item: io.InputItem, staging: Path, options: JobOptions) -> list[Path]:
-    """The staged outputs of an item; a video's depth video last (its existence means done)."""
-    if item.kind != "video":
-        return [p for p in io.output_paths(staging, item.name, options.frame_kinds).values() if p.exists()]
-    frames = staging / io.frame_name(item.name, 0).parent
-    files = sorted(p for p in frames.rglob("*") if p.is_file()) if frames.is_dir() else []
-    video = io.output_paths(staging, item.name, ("video",))["video"]
-    return files + ([video] if video.exists() else [])
-
-
-def _upload(item: io.InputItem, staging: Path, options: JobOptions, destination: Destination) -> str | None:
-    """Copy an item's staged outputs up, keeping existing ones unless overwriting; an error or None."""
-    files = _item_files(item, staging, options)
+def _upload(staging: Path, destination: Destination, overwrite: bool) -> str | None:
+    """Copy everything the engine staged up to the destination and empty the staging folder;
+    existing outputs are kept unless overwriting, and depth videos go last (their existence
+    means their frames are there). None when it worked, else why not."""
+    files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".mp4", str(p)))
     relative = [path.relative_to(staging).as_posix() for path in files]
-    present = [False] * len(relative) if options.overwrite else destination.exists(relative)
+    present = [False] * len(relative) if overwrite else destination.exists(relative)
     try:
         for path, name, exists in zip(files, relative, present):
             if not exists:
                 destination.upload(path, name)
     except OSError as error:
         return f"cannot write the outputs to {destination.root}: {error}"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return None
-
-
-def _reason(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def crash_if_asked(batches: int) -> None:

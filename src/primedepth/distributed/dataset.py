@@ -16,14 +16,14 @@ from typing import Any
 import ray
 import ray.data
 
-from ..constants import DEFAULT_MAX_SIZE, OFFICIAL_REPO_ID
+from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID
 from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS
 from ..jobs import JobOptions
 from .actor import DepthPredictor, WorkerSpec
 from .parquet import finished_names
 from .rows import DEFAULT_INPUT_COLUMN
-from .storage import Destination
+from .storage import Destination, local_folder
 
 PARQUET = "parquet"
 # Rows per actor call when the batch size is 'auto': a few pipeline batches, few enough that a
@@ -33,11 +33,13 @@ DEFAULT_ROWS_PER_BATCH = 8
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """The actor pool: how many actors, the GPUs and CPUs each holds, rows per call (None: default)."""
+    """The actor pool: how many actors, the GPUs and CPUs each holds, the torch threads each
+    runs and the rows per call (None: the defaults of `_resources` and `rows_per_batch`)."""
 
     actors: int = 1
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
+    threads_per_actor: int | None = None
     rows_per_batch: int | None = None
 
     def __post_init__(self) -> None:
@@ -67,14 +69,21 @@ def rows_per_batch(options: JobOptions, pool: PoolSpec) -> int:
 
 
 def _resources(pool: PoolSpec) -> tuple[float, float, int]:
-    """GPUs and CPUs per actor, and torch threads: on CPUs the actors share the cluster's cores."""
+    """GPUs and CPUs per actor, and torch threads: on CPUs the actors share the cluster's cores.
+
+    Actors reserve at most one CPU each and leave one CPU (half of them on a 1-CPU machine) to
+    Ray Data's own tasks: reading a Parquet dataset waits forever when actors hold every CPU.
+    """
     available = ray.cluster_resources()
+    total = float(available.get("CPU", 1))
     gpus = pool.gpus_per_actor
     if gpus is None:
         gpus = 1.0 if available.get("GPU", 0) >= 1 else 0.0
-    cpus = pool.cpus_per_actor if pool.cpus_per_actor is not None else 1.0
-    threads = max(1, int(cpus)) if gpus else max(1, int(available.get("CPU", 1) // pool.actors))
-    return gpus, cpus, threads
+    cpus = pool.cpus_per_actor
+    if cpus is None:
+        cpus = min(1.0, max(total - 1.0, total / 2) / pool.actors)
+    threads = 1 if gpus else max(1, int(total // pool.actors))
+    return gpus, cpus, pool.threads_per_actor or threads
 
 
 def map_predictions(dataset: ray.data.Dataset, worker: WorkerSpec, pool: PoolSpec) -> ray.data.Dataset:
@@ -82,7 +91,7 @@ def map_predictions(dataset: ray.data.Dataset, worker: WorkerSpec, pool: PoolSpe
     gpus, cpus, threads = _resources(pool)
     return dataset.map_batches(
         DepthPredictor,
-        fn_constructor_kwargs={"spec": replace(worker, threads=worker.threads or threads)},
+        fn_constructor_kwargs={"spec": replace(worker, threads=threads)},
         batch_size=rows_per_batch(worker.options, pool),
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool.actors),
@@ -91,15 +100,18 @@ def map_predictions(dataset: ray.data.Dataset, worker: WorkerSpec, pool: PoolSpe
     )
 
 
-def worker_spec(model: Any, output_dir: Any, outputs: Sequence[str], options: dict[str, Any],
-                model_args: dict[str, Any], input_column: str, root: str | None) -> WorkerSpec:
-    """The actors' spec from `predict_dataset`'s arguments (checked here, before any actor starts)."""
+def output_target(output_dir: Any, outputs: Sequence[str]) -> tuple[Destination | None, tuple[str, ...], bool]:
+    """Where outputs go (None: into the returned rows), the file kinds, and whether Parquet."""
     kinds, parquet = split_outputs(outputs)
     destination = Destination.of(output_dir) if output_dir is not None else None
     if parquet and destination is None:
         raise InputError("Parquet output needs an output folder (output_dir)")
-    local_dir = destination.local_dir if destination is not None and destination.is_local else None
-    job = JobOptions(output_dir=local_dir, outputs=kinds, **options)
+    return destination, kinds, parquet
+
+
+def worker_spec(model: Any, job: JobOptions, destination: Destination | None, parquet: bool,
+                model_args: dict[str, Any], input_column: str, root: str | None) -> WorkerSpec:
+    """The actors' spec; what a Parquet output holds already is read here, once."""
     finished = finished_names(destination) if parquet and not job.overwrite else frozenset()
     model = str(os.path.abspath(model)) if os.path.exists(str(model)) else str(model)
     return WorkerSpec(model=model, options=job, destination=destination, parquet=parquet,
@@ -118,13 +130,14 @@ def predict_dataset(
     batch_size: int | str = "auto",
     max_size: int = DEFAULT_MAX_SIZE,
     prompt: str | None = None,
-    seed: int | None = None,
+    seed: int | None = DEFAULT_SEED,
     segmentation: bool = False,
     colormap: str = DEFAULT_COLORMAP,
     overwrite: bool = False,
     ensemble: Any = None,
     actors: int = 1,
     gpus_per_actor: float | None = None,
+    threads_per_actor: int | None = None,
     rows_per_batch: int | None = None,
     input_column: str = DEFAULT_INPUT_COLUMN,
     root: str | None = None,
@@ -140,11 +153,16 @@ def predict_dataset(
     and the returned rows report each input (``name, source, kind, status, error, images``).
     Without it, the rows carry the results: one per image or video frame with ``depth`` (H, W)
     float32, ``video``/``frame``, ``prompt`` and, with `segmentation`, the labels.
-    `actors` model replicas hold `gpus_per_actor` GPUs each (default: 1 if the cluster has GPUs).
+    `actors` model replicas hold `gpus_per_actor` GPUs each (default: 1 if the cluster has GPUs)
+    and run `threads_per_actor` torch threads (default: on GPUs 1, on CPUs the cluster's cores
+    shared out); `rows_per_batch` rows go to an actor per call (default: 8, or whole batches).
     """
-    options = {"colormap": colormap, "batch_size": batch_size, "max_size": max_size, "prompt": prompt,
-               "seed": seed, "segmentation": segmentation, "overwrite": overwrite, "ensemble": ensemble}
+    destination, kinds, parquet = output_target(output_dir, outputs)
+    job = JobOptions(output_dir=local_folder(destination), outputs=kinds, colormap=colormap, batch_size=batch_size,
+                     max_size=max_size, prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
+                     ensemble=ensemble, model_name=str(model))
     model_args = {"device": device, "dtype": dtype, "offload": offload}
-    worker = worker_spec(model, output_dir, outputs, options, model_args, input_column, root)
-    pool = PoolSpec(actors=actors, gpus_per_actor=gpus_per_actor, rows_per_batch=rows_per_batch)
+    worker = worker_spec(model, job, destination, parquet, model_args, input_column, root)
+    pool = PoolSpec(actors=actors, gpus_per_actor=gpus_per_actor, threads_per_actor=threads_per_actor,
+                    rows_per_batch=rows_per_batch)
     return map_predictions(dataset, worker, pool)

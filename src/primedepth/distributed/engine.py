@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,16 +26,19 @@ import ray
 import ray.data
 
 from .. import io
+from .. import errors
 from ..errors import InputError, PrimeDepthError
-from ..jobs import JobOptions, JobSummary, collect_items
+from ..jobs import JobOptions, JobSummary, collect_items, prepare_output_dir, write_job_record
 from .actor import WorkerSpec
-from .dataset import PARQUET, PoolSpec, map_predictions, split_outputs, worker_spec
+from .dataset import PoolSpec, map_predictions, output_target, worker_spec
 from .rows import DEFAULT_INPUT_COLUMN, batch_rows
 from .resume import is_finished
-from .storage import Destination, is_uri, list_media
+from .storage import Destination, is_uri, list_media, local_folder
 
 # An underscore keeps it out of Parquet readers when the output is a Parquet dataset.
 ERRORS_FILE = "_primedepth_errors.jsonl"
+# How a user-facing error ends a worker's traceback: "primedepth.errors.InputError: message".
+WORKER_ERROR = re.compile(rf"^{re.escape(errors.__name__)}\.(\w+): (.+)$", re.MULTILINE)
 # Columns a Parquet input may have besides the image bytes.
 PARQUET_KEY_COLUMNS = ("path", "name", "kind")
 
@@ -60,39 +64,37 @@ def run_ray_job(items: Sequence[io.InputItem] | None, args: argparse.Namespace, 
     """Run the predict command's job on Ray; the same summary as the local engine's.
 
     `items`: the local CLI's work items, or None to collect `args.inputs` here (URIs and
-    Parquet datasets included). `args`: the predict command's arguments; `options`: its job
-    options (file outputs only; ``parquet`` is read from `args.outputs`).
+    Parquet datasets included; a local output folder is then also prepared here, and the job
+    record written, as the CLI does for the local engine). `args`: the predict command's
+    arguments; `options`: its job options (``parquet`` is read from `args.outputs`).
     """
     started = time.perf_counter()
     worker = _worker(args, options)
-    summary = JobSummary()
+    inputs = _inputs(items, args, worker)
+    summary = JobSummary(failed=len(inputs.invalid), failures=list(inputs.invalid))
+    summary.stopped = options.fail_fast and summary.failed > 0
+    rows = [row for row in inputs.rows if not _skip(row, worker, summary)]
+    pool = PoolSpec(actors=args.actors or 1, gpus_per_actor=args.gpus_per_actor)
     with ray_session(args.ray_address):
-        inputs = _inputs(items, args)
-        summary.failed, summary.failures = len(inputs.invalid), list(inputs.invalid)
-        summary.stopped = options.fail_fast and summary.failed > 0
-        rows = [row for row in inputs.rows if not _skip(row, worker, summary)]
-        pool = PoolSpec(actors=args.actors or 1, gpus_per_actor=args.gpus_per_actor)
-        datasets = ([ray.data.from_items(rows)] if rows else []) + [
-            _parquet_dataset(source, worker.input_column) for source in inputs.parquet
-        ]
-        for dataset, prefiltered in zip(datasets, [bool(rows)] + [False] * len(inputs.parquet)):
+        jobs = [(ray.data.from_items(rows), True)] if rows else []
+        jobs += [(_parquet_dataset(source, worker.input_column), False) for source in inputs.parquet]
+        for dataset, prefiltered in jobs:
             if not summary.stopped:
                 _tally(map_predictions(dataset, worker, pool), summary, options.fail_fast, prefiltered)
     write_errors(worker.destination, summary.failures)
     summary.seconds = time.perf_counter() - started
+    if items is None and worker.options.output_dir is not None:
+        write_job_record(worker.options, summary)
     return summary
 
 
 def _worker(args: argparse.Namespace, options: JobOptions) -> WorkerSpec:
     """The actors' spec from the command's arguments and options (checked before Ray starts)."""
-    kinds, parquet = split_outputs(args.outputs)
-    settings = {"colormap": options.colormap, "batch_size": options.batch_size, "max_size": options.max_size,
-                "prompt": options.prompt, "seed": options.seed, "segmentation": options.segmentation,
-                "overwrite": options.overwrite, "ensemble": options.ensemble}
+    destination, kinds, parquet = output_target(args.output_dir, args.outputs)
+    job = replace(options, output_dir=local_folder(destination), outputs=() if parquet else options.outputs)
     model_args = {"device": args.device, "dtype": args.dtype, "offload": args.offload}
     column = getattr(args, "input_column", None) or DEFAULT_INPUT_COLUMN
-    outputs = (PARQUET,) if parquet else kinds or options.outputs
-    return worker_spec(args.model, args.output_dir, outputs, settings, model_args, column, None)
+    return worker_spec(args.model, job, destination, parquet, model_args, column, None)
 
 
 @contextmanager
@@ -112,12 +114,17 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
-def _inputs(items: Sequence[io.InputItem] | None, args: argparse.Namespace) -> Inputs:
-    """Rows for the given work items, or the command's inputs collected here."""
-    if items is None:
-        return collect_inputs(args.inputs, args.recursive, args.output_dir, getattr(args, "input_column", None))
-    inputs = Inputs()
-    inputs.add_items(items)
+def _inputs(items: Sequence[io.InputItem] | None, args: argparse.Namespace, worker: WorkerSpec) -> Inputs:
+    """Rows for the given work items, or the command's inputs collected here (and a local
+    output folder checked and cleaned of an earlier run's temporaries, as the CLI does)."""
+    if items is not None:
+        inputs = Inputs()
+        inputs.add_items(items)
+        return inputs
+    inputs = collect_inputs(args.inputs, args.recursive, args.output_dir, getattr(args, "input_column", None))
+    if worker.options.output_dir is not None:
+        kinds = [io.InputItem(name=PurePosixPath(row["name"]), kind=row["kind"]) for row in inputs.rows]
+        prepare_output_dir(worker.options, kinds)
     return inputs
 
 
@@ -135,20 +142,31 @@ def collect_inputs(inputs: Sequence[str], recursive: bool, output_dir: str, inpu
     output = None if is_uri(output_dir) else Path(output_dir)
     if local:
         collected.add_items(collect_items(local, recursive=recursive, output_dir=output))
-    _check_unique(collected.rows)
+    _set_clashes_aside(collected)
     if not collected.rows and not collected.parquet and not collected.invalid:
         raise InputError("no images or videos found in the given inputs")
     _announce(collected, output_dir)
     return collected
 
 
-def _check_unique(rows: list[dict[str, str]]) -> None:
-    """Two inputs must never write the same outputs (as `io.deduplicate` for local files)."""
-    seen: dict[str, str] = {}
-    for row in rows:
-        earlier = seen.setdefault(row["name"], row["path"])
-        if earlier != row["path"]:
-            raise InputError(f"{earlier} and {row['path']} would both write outputs named '{row['name']}'")
+def _set_clashes_aside(inputs: Inputs) -> None:
+    """Two different files that would write the same outputs both fail, with the reason, and
+    the rest goes on (the local engine's rule, `io.deduplicate`); repeats of one file run once."""
+    paths: dict[tuple[str, str], list[str]] = {}
+    for row in inputs.rows:
+        twins = paths.setdefault((row["name"], row["kind"]), [])
+        if row["path"] not in twins:
+            twins.append(row["path"])
+    kept, seen = [], set()
+    for row in inputs.rows:
+        twins = paths[(row["name"], row["kind"])]
+        if len(twins) > 1:
+            reason = f"{' and '.join(twins)} would all write outputs named '{row['name']}'"
+            inputs.invalid.append((row["path"], reason))
+        elif row["path"] not in seen:
+            kept.append(row)
+            seen.add(row["path"])
+    inputs.rows = kept
 
 
 def _announce(inputs: Inputs, output_dir: str) -> None:
@@ -210,14 +228,21 @@ def _count(row: dict[str, Any], summary: JobSummary, prefiltered: bool) -> None:
 
 
 def _user_error(error: BaseException) -> BaseException:
-    """The user-facing error inside a failed Ray job (a bad model, a missing column), if any."""
+    """The user-facing error behind a failed Ray job (a missing model, a model without the
+    asked-for head), rebuilt from the worker's traceback: Ray Data hands the driver a wrapper
+    whose text, not whose type, holds it. Any other error is returned as it is."""
     seen: BaseException | None = error
     while seen is not None:
+        if isinstance(seen, PrimeDepthError) and type(seen).__module__ == errors.__name__:
+            return seen
         cause = getattr(seen, "cause", None)
-        if isinstance(seen, PrimeDepthError) and not isinstance(cause, BaseException):
-            return type(seen)(str(seen).splitlines()[0]) if type(seen) is not PrimeDepthError else seen
         seen = cause if isinstance(cause, BaseException) else seen.__cause__
-    return error
+    found = WORKER_ERROR.findall(str(error))
+    if not found:
+        return error
+    name, message = found[-1]
+    kind = getattr(errors, name, PrimeDepthError)
+    return kind(message) if isinstance(kind, type) and issubclass(kind, PrimeDepthError) else error
 
 
 def write_errors(destination: Destination, failures: Sequence[tuple[str, str]]) -> None:

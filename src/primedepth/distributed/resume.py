@@ -11,21 +11,21 @@ With ``--outputs parquet`` the input must also be in the Parquet dataset.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from .. import io
 from ..jobs import JobOptions
-from ..jobs import _is_finished as local_engine_is_finished  # the local engine's own rule
+from ..jobs import is_finished as local_engine_is_finished  # the local engine's own rule
+from ..jobs import item_paths as local_engine_item_paths  # and its output names
 from .storage import Destination
 
 
 def finished_outputs(name: PurePosixPath, kind: str, options: JobOptions) -> list[str]:
-    """Relative paths whose existence proves an input finished (empty: never finished)."""
-    if kind == "video":
-        kinds: tuple[str, ...] = ("video",) if "video" in options.outputs else ()
-    else:
-        kinds = options.frame_kinds
-    return [str(path) for path in io.output_paths(PurePosixPath(), name, kinds).values()]
+    """Relative paths whose existence proves an input finished (empty: never finished): the
+    local engine's output paths of the input, below an output folder '.'."""
+    item = io.InputItem(name=name, kind=kind)
+    return [path.as_posix() for path in local_engine_item_paths(item, replace(options, output_dir=Path("."))).values()]
 
 
 def is_finished(name: PurePosixPath, kind: str, local: Path | None, options: JobOptions,

@@ -156,3 +156,8 @@ class Destination:
         target = f"{root.rstrip('/')}/{relative}"
         if filesystem.get_file_info(target).type != pafs.FileType.NotFound:
             filesystem.delete_file(target)
+
+
+def local_folder(destination: Destination | None) -> Path | None:
+    """The folder the local engine writes into itself: a local destination's (URIs are staged)."""
+    return destination.local_dir if destination is not None and destination.is_local else None
