@@ -1,0 +1,66 @@
+"""The temporal-consistency protocol: flicker and clip-wide accuracy of a clip's depth frames.
+
+- flicker: the mean absolute frame-to-frame difference, on static pixels, of the frames as a
+  viewer sees them (each method's own normalisation), as a fraction of the depth range;
+- accuracy: AbsRel of depth after ONE scale-and-shift fit in disparity space for the whole clip
+  (`primedepth.eval.alignment`), so a method that shows frames on different scales pays for it.
+
+`benchmarks/video_stability.py` runs it on synthetic clips and on a user's own clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..eval.alignment import align_disparity
+from ..eval.metrics import abs_rel
+from .normalize import clip_range
+
+# A pixel of a moving-camera clip counts as static when its true disparity changes by less than
+# this fraction of the clip's disparity range from one frame to the next.
+STATIC_CHANGE = 0.005
+
+
+def per_frame_normalized(depths: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each frame min/max-normalised on its own: what per-frame outputs show (the baseline)."""
+    result = []
+    for depth in depths:
+        low, high = float(np.nanmin(depth)), float(np.nanmax(depth))
+        result.append(((depth - low) / (high - low if high > low else 1.0)).astype(np.float32))
+    return result
+
+
+def clip_normalized(depths: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """All frames normalised by the clip's display range (not clipped, so differences survive)."""
+    values = clip_range(depths)
+    span = values.display_high - values.display_low
+    span = span if span > 0 else 1.0
+    return [((depth - values.display_low) / span).astype(np.float32) for depth in depths]
+
+
+def static_pixels(disparity: np.ndarray, moving: np.ndarray | None = None) -> np.ndarray:
+    """(T-1, H, W): pixels static between frames t-1 and t, from the true disparity (T, H, W):
+    not on a moving object in either frame, and a disparity change below `STATIC_CHANGE`."""
+    span = float(np.ptp(disparity)) or 1.0
+    static = np.abs(np.diff(disparity, axis=0)) <= STATIC_CHANGE * span
+    if moving is not None:
+        static &= ~moving[1:] & ~moving[:-1]
+    return static
+
+
+def flicker(normalized: Sequence[np.ndarray], static: np.ndarray) -> float:
+    """Mean |frame t - frame t-1| over the static pixels (a fraction of the range for [0, 1] frames)."""
+    if len(normalized) < 2 or not static.any():
+        return 0.0
+    frames = np.stack(normalized).astype(np.float64)
+    return float(np.abs(np.diff(frames, axis=0))[static].mean())
+
+
+def clip_abs_rel(normalized: Sequence[np.ndarray], depth: np.ndarray) -> float:
+    """AbsRel of the frames against true depth (T, H, W) after one clip-wide disparity fit."""
+    prediction = np.stack(normalized).astype(np.float64)
+    valid = np.isfinite(prediction) & (depth > 0)
+    aligned, _, _ = align_disparity(prediction, depth, valid)
+    return abs_rel(aligned[valid], depth[valid])
