@@ -103,7 +103,7 @@ def test_video_frames_and_depth_video_hold_the_ensemble(tiny_model, tiny_depth_a
     pipeline = load_pipeline(tiny_model, device="cpu")
     out = tmp_path / "out"
     results = predict(clip, model=pipeline, seed=SEED, output_dir=out, outputs=("npy", "video"),
-                      ensemble=str(tiny_depth_anything))
+                      ensemble=str(tiny_depth_anything), temporal="none")  # frames on their own
     depth_anything = DepthAnythingV2Adapter(model_id=str(tiny_depth_anything))
     alone = predict(list(io.read_video_frames(clip)), model=pipeline, seed=SEED)
     frames = list(io.read_video_frames(clip))
