@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +47,15 @@ def fill_random(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Cheap random fill: matrices/kernels uniform(+-1/sqrt(fan_in)), 1-D weights 1, biases 0.
 
     Keeps activations bounded (no inf/NaN and no denormals, which would distort CPU timings).
+    On CUDA the values are drawn on the GPU (a full-size build in seconds, not a minute).
     """
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    first = next(module.parameters(), None)
+    device = first.device if first is not None and first.device.type == "cuda" else torch.device("cpu")
+    generator = torch.Generator(device=device).manual_seed(seed)
     for name, param in module.named_parameters():
         if param.ndim >= 2:
             bound = 1.0 / math.sqrt(max(1, param[0].numel()))
-            param.copy_(torch.empty(param.shape, dtype=torch.float32).uniform_(-bound, bound, generator=generator))
+            param.copy_(torch.empty(param.shape, dtype=torch.float32, device=device).uniform_(-bound, bound, generator=generator))
         elif name.endswith(("weight", "gamma")) or "scale" in name.rsplit(".", 1)[-1]:
             param.fill_(1.0)
         else:
@@ -76,9 +80,12 @@ def primedepth_configs(scale: str) -> ComponentConfigs:
     return component_configs(official, {})
 
 
-def build_primedepth(scale: str, dtype: torch.dtype, device: torch.device) -> PrimeDepthPipeline:
-    """PrimeDepth pipeline with random weights, segmentation head included (the official-style
-    path runs it), no text encoder (the runs take a text context)."""
+def build_primedepth(
+    scale: str, dtype: torch.dtype, device: torch.device, segmentation: bool = True, text_encoder: Any = None
+) -> PrimeDepthPipeline:
+    """PrimeDepth pipeline with random weights, segmentation head included unless `segmentation`
+    is false (the official-style path runs it, `predict_raw` without it does not), no text
+    encoder unless one is given (the runs take a text context)."""
     configs = primedepth_configs(scale)
     factories: dict[str, Callable[[], torch.nn.Module]] = {
         "vae": lambda: AutoencoderKL(**configs.vae),
@@ -87,28 +94,41 @@ def build_primedepth(scale: str, dtype: torch.dtype, device: torch.device) -> Pr
         "depth_head": lambda: LabelHead(**configs.depth_head),
         "segmentation_head": lambda: LabelHead(**configs.segmentation_head),
     }
+    if not segmentation:
+        del factories["segmentation_head"]
     modules = {name: materialise(factory, dtype, device, seed) for seed, (name, factory) in enumerate(factories.items(), 1)}
-    return PrimeDepthPipeline(**modules, scheduler=DDPMScheduler(**configs.scheduler))
+    return PrimeDepthPipeline(**modules, scheduler=DDPMScheduler(**configs.scheduler), text_encoder=text_encoder)
 
 
-def build_text_encoder(scale: str, device: torch.device) -> CLIPTextModel:
-    """The OpenCLIP ViT-H/14 text tower as a CLIPTextModel (random, fp32): the official code
-    encodes the prompt of every image with it (PrimeDepth caches prompt embeddings)."""
+def channels_last_copy(pipeline: PrimeDepthPipeline) -> PrimeDepthPipeline:
+    """A pipeline sharing `pipeline`'s UNet and refiner, with channels-last copies of its VAE
+    and depth head (as `primedepth predict` runs them) and no segmentation head: one process
+    can then time PrimeDepth and the NCHW official-style path without a second UNet in memory."""
+    copy = PrimeDepthPipeline(vae=deepcopy(pipeline.vae), unet=pipeline.unet, refiner=pipeline.refiner,
+                              depth_head=deepcopy(pipeline.depth_head), scheduler=pipeline.scheduler)
+    copy.enable_channels_last()
+    return copy
+
+
+def build_text_encoder(scale: str, device: torch.device, dtype: torch.dtype = torch.float32) -> CLIPTextModel:
+    """The OpenCLIP ViT-H/14 text tower as a CLIPTextModel (random, fp32 unless `dtype`): the
+    official code encodes the prompt of every image with it (PrimeDepth caches prompt embeddings)."""
     factory = (lambda: CLIPTextModel(text_encoder_config())) if scale == "full" else tiny_text_encoder
-    model = materialise(factory, torch.float32, device, 7)
+    model = materialise(factory, dtype, device, 7)
     for name, buffer in model.named_buffers():
         if name.endswith("position_ids"):  # an integer buffer: to_empty left it undefined
             buffer.copy_(torch.arange(buffer.shape[-1], device=device).expand_as(buffer))
     return model
 
 
-def build_marigold(scale: str, dtype: torch.dtype, device: torch.device) -> MarigoldDepthPipeline:
-    """diffusers' MarigoldDepthPipeline: SD 2.x UNet with 8 input channels, the same VAE."""
+def build_marigold(scale: str, dtype: torch.dtype, device: torch.device, vae: AutoencoderKL | None = None) -> MarigoldDepthPipeline:
+    """diffusers' MarigoldDepthPipeline: SD 2.x UNet with 8 input channels, the same VAE (`vae`
+    if given: an NCHW VAE of the same architecture and dtype may be shared, it is only read)."""
     configs = primedepth_configs(scale)
     unet_config = dict(configs.unet, in_channels=8)
     pipeline = MarigoldDepthPipeline(
         unet=materialise(lambda: UNet2DConditionModel(**unet_config), dtype, device, 6),
-        vae=materialise(lambda: AutoencoderKL(**configs.vae), dtype, device, 1),
+        vae=vae if vae is not None else materialise(lambda: AutoencoderKL(**configs.vae), dtype, device, 1),
         scheduler=DDIMScheduler(
             num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
             clip_sample=False, set_alpha_to_one=False, prediction_type="v_prediction", timestep_spacing="trailing",

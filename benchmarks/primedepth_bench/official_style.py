@@ -31,7 +31,7 @@ from primedepth.model.preimage import DecoderStep
 
 from .builders import BenchInputs
 from .stages import time_stages
-from .timing import MemoryWatch, StageTimer
+from .timing import ElapsedTimer, MemoryWatch, StageTimer
 
 
 class OfficialStyleProcessor:
@@ -109,7 +109,7 @@ def unet_tail(unet: UNet2DConditionModel, last_step: DecoderStep, temb: torch.Te
     return unet.conv_out(unet.conv_act(unet.conv_norm_out(hidden)))
 
 
-def official_stages(pipeline: Any, inputs: BenchInputs, text_encoder: CLIPTextModel, timer: StageTimer) -> None:
+def official_stages(pipeline: Any, inputs: BenchInputs, text_encoder: CLIPTextModel, timer: StageTimer | ElapsedTimer) -> None:
     """Time the official-style stages in the order the official code runs them, in fp32:
     prompt encoding, VAE encode, UNet walk with materialised attention, UNet tail, refiner over
     the whole preimage, depth head, segmentation head."""

@@ -1,5 +1,11 @@
-"""The command line of `benchmark_inference.py`: plan the configurations, run each in its own
-subprocess within a time budget, print and save the tables; or re-render saved results."""
+"""The command line of `benchmark_inference.py`.
+
+Default, for comparisons: the interleaved mode (`interleaved.py`): every compared path built
+once per worker process and timed in rounds, ratios with their range across rounds.
+`--isolated`: one fresh subprocess per configuration (its peak memory is its own), the
+configurations one after another. Either way tables are printed and saved; `--from-json`
+re-renders saved results.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import torch
 from primedepth.devices import DTYPE_CHOICES
 
 from .builders import DAV2_SIZE, SCALES
+from .interleaved import PROCESS_GROUPINGS, run_interleaved
+from .interleaved_tables import format_interleaved
 from .tables import format_gib, format_seconds, format_tables, machine_description
 from .worker import run_in_subprocess
 
@@ -22,7 +30,7 @@ MODES = ("capture", "primedepth", "official", "floor", "marigold", "dav2")
 # What identifies a configuration: a later results file's replaces an earlier one's (--from-json).
 CONFIGURATION_KEY = ("mode", "size", "dtype", "batch", "device")
 
-DESCRIPTION = "PrimeDepth inference benchmark: per-stage timings, peak memory and baselines, as a table."
+DESCRIPTION = "PrimeDepth inference benchmark: interleaved timings with ratio ranges (default) or isolated runs with peak memory."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,8 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtypes", nargs="+", default=None, choices=DTYPE_CHOICES, help="default: fp32 bf16 on CPU, fp32 fp16 on CUDA")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
+    parser.add_argument("--isolated", action="store_true", help="one subprocess per configuration, one after another "
+                        "(per-configuration peak memory; ratios then compare runs minutes apart)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved: timed rounds (default 3); with --budget the "
+                        "most rounds (default 20)")
+    parser.add_argument("--min-rounds", type=int, default=2, help="interleaved: rounds run even past the budget (a range needs 2)")
+    parser.add_argument("--pause", type=float, default=0.5, help="interleaved: seconds between two calls")
+    parser.add_argument("--processes", default="per-dtype", choices=PROCESS_GROUPINGS,
+                        help="interleaved: worker processes, one per dtype (default), one for all, or one per setting")
+    parser.add_argument("--repeats", type=int, default=3, help="isolated: timed calls per measurement (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls (interleaved: rounds) before timing")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--dav2-size", type=int, default=DAV2_SIZE)
     parser.add_argument("--channels-last", action="store_true", help="PrimeDepth (and the floor) run with channels-last VAE and heads, as "
@@ -41,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each worker (CPU)")
     parser.add_argument("--scale", default="full", choices=SCALES, help="tiny: the test model (smoke runs)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256x256, fp32, batch 1, 1 repeat after 1 warm-up, DAv2 at 252")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per configuration")
-    parser.add_argument("--budget", type=float, default=None, help="stop starting configurations after this many seconds")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per configuration (interleaved: per setting)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for the whole run: interleaved, the rounds adapt "
+                        "to it; isolated, no configuration starts after it")
     parser.add_argument("--json", default=None, help="write all results to this file")
     parser.add_argument("--markdown", default=None, help="write the table (with the machine) to this file")
     parser.add_argument("--from-json", nargs="+", default=None,
@@ -53,7 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.dtypes = ["fp32", "fp16"] if args.device == "cuda" else ["fp32", "bf16"]
     if args.quick:
         args.sizes, args.dtypes, args.batch_sizes, args.repeats, args.warmup = [256], ["fp32"], [1], 1, 1
-        args.dav2_size = 252
+        args.dav2_size, args.rounds = 252, 2
+    if args.rounds is None:
+        args.rounds = 20 if args.budget is not None else 3
+    args.min_rounds = min(args.min_rounds, args.rounds)
     return args
 
 
@@ -88,23 +108,41 @@ def _save_json(path: str | None, machine: str, results: list[dict[str, Any]]) ->
     _write(path, json.dumps({"machine": machine, "results": results}, indent=1))
 
 
-def render_from_json(args: argparse.Namespace) -> str:
-    """Tables of saved results files, merged (a later file's configuration replaces an earlier
-    one's), in the order the suite runs them; also saved with --json / --markdown."""
+def _merge_interleaved(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Interleaved reports as one: their workers in file order (a later setting replaces the same one)."""
+    return {"kind": "interleaved", "workers": [w for r in reports for w in r["workers"]],
+            "load_before": reports[0].get("load_before"), "load_after": reports[-1].get("load_after"),
+            "seconds": sum(r.get("seconds", 0.0) for r in reports)}
+
+
+def _merge_isolated(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Isolated results merged (a later file's configuration replaces an earlier one's), in run order."""
     merged: dict[tuple, dict[str, Any]] = {}
-    machines = []
-    for path in args.from_json:
-        saved = json.loads(Path(path).read_text(encoding="utf-8"))
-        machines.append(saved["machine"])
-        for result in saved["results"]:
-            key = tuple(result.get(k) for k in CONFIGURATION_KEY)
-            merged.pop(key, None)  # re-inserted: it takes the later file's place in the order
-            merged[key] = result
+    for result in (r for file in saved for r in file["results"]):
+        key = tuple(result.get(k) for k in CONFIGURATION_KEY)
+        merged.pop(key, None)  # re-inserted: it takes the later file's place in the order
+        merged[key] = result
     order = {mode: index for index, mode in enumerate(MODES)}
-    results = sorted(merged.values(), key=lambda r: (r["batch"], order[r["mode"]], r["dtype"] != "fp32", r["size"]))
+    return sorted(merged.values(), key=lambda r: (r["batch"], order[r["mode"]], r["dtype"] != "fp32", r["size"]))
+
+
+def render_from_json(args: argparse.Namespace) -> str:
+    """Tables of saved results files of one kind (interleaved or isolated), merged; also saved
+    with --json / --markdown."""
+    saved = [json.loads(Path(path).read_text(encoding="utf-8")) for path in args.from_json]
+    kinds = {file.get("kind", "isolated") for file in saved}
+    if len(kinds) > 1:
+        raise SystemExit("--from-json: interleaved and isolated results cannot be merged into one table")
+    machines = [file["machine"] for file in saved]
     header = "\n".join(f"Machine ({path}): {machine}" for path, machine in zip(args.from_json, machines))
-    table = f"{header}\n\n{format_tables(results)}"
-    _save_json(args.json, " | ".join(dict.fromkeys(machines)), results)
+    if kinds == {"interleaved"}:
+        report = dict(_merge_interleaved(saved), machine=" | ".join(dict.fromkeys(machines)))
+        table = f"{header}\n\n{format_interleaved(report)}"
+        _write(args.json, json.dumps(report, indent=1))
+    else:
+        results = _merge_isolated(saved)
+        table = f"{header}\n\n{format_tables(results)}"
+        _save_json(args.json, " | ".join(dict.fromkeys(machines)), results)
     _write(args.markdown, table + "\n")
     return table
 
@@ -129,16 +167,39 @@ def run_suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def _command(argv: list[str] | None) -> str:
+    """The command line as run, for the saved tables."""
+    return " ".join(sys.argv if argv is None else ["benchmarks/benchmark_inference.py", *argv])
+
+
+def main_isolated(args: argparse.Namespace, command: str) -> str:
+    """The isolated mode: every configuration in its own subprocess, one after another."""
+    results = run_suite(args)
+    table = format_tables(results)
+    machine = machine_description(args.device)
+    _write(args.markdown, f"Machine: {machine}\n\nCommand: `{command}`\n\n{table}\n")
+    return f"Machine: {machine}\n\n{table}"
+
+
+def main_interleaved(args: argparse.Namespace, command: str) -> str:
+    """The interleaved mode: the report is saved after every worker (--json), tables at the end."""
+    machine = machine_description(args.device).replace(f"torch threads {torch.get_num_threads()}", f"torch threads {args.threads or 'default'}")
+
+    def save(report: dict[str, Any]) -> None:
+        _write(args.json, json.dumps(dict(report, machine=machine, command=command), indent=1))
+
+    report = run_interleaved(args, save)
+    text = f"Machine: {machine}\n\nCommand: `{command}`\n\n{format_interleaved(report)}"
+    _write(args.markdown, text + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `benchmarks/benchmark_inference.py`."""
     args = parse_args(argv)
     if args.from_json:
         print(render_from_json(args))
         return 0
-    results = run_suite(args)
-    table = format_tables(results)
-    machine = machine_description(args.device)
-    print(f"Machine: {machine}\n\n{table}")
-    command = " ".join(sys.argv if argv is None else ["benchmarks/benchmark_inference.py", *argv])
-    _write(args.markdown, f"Machine: {machine}\n\nCommand: `{command}`\n\n{table}\n")
+    command = _command(argv)
+    print(main_isolated(args, command) if args.isolated else main_interleaved(args, command))
     return 0

@@ -58,19 +58,19 @@ def _get(result: Result | None, key: str) -> Any:
     return result.get(key) if result else None
 
 
-def _table(header: list[str]) -> list[str]:
+def table_header(header: list[str]) -> list[str]:
     """A markdown table's header and separator lines."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
 
-def _row(cells: list[Any]) -> str:
+def table_row(cells: list[Any]) -> str:
     """One markdown table row."""
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def _failed_row(cells: list[Any], status: str, columns: int) -> str:
     """A row of a configuration that did not complete: its key, its status, dashes."""
-    return _row([*cells, status, *[DASH] * (columns - len(cells) - 1)])
+    return table_row([*cells, status, *[DASH] * (columns - len(cells) - 1)])
 
 
 MAIN_COLUMNS = ["size", "dtype", "batch", "total s/img", "{memory}", "vs official (time)", "vs official (peak)",
@@ -97,7 +97,7 @@ def _main_row(results: list[Result], result: Result) -> str:
     dav2 = _find(results, mode="dav2", dtype=result["dtype"], batch=result["batch"], device=result["device"])
     extrapolated = _get(marigold, "extrapolated") or {}
     total, peak = result["total"], result["peak_memory"]
-    return _row([
+    return table_row([
         result["size"], result["dtype"], result["batch"], format_seconds(total / result["batch"]), format_gib(peak),
         _ratio(_get(official, "total"), total), _ratio(_get(official, "peak_memory"), peak),
         _ratio(_working(official), _working(result)), _ratio(total, _get(floor, "total")),
@@ -110,7 +110,7 @@ def _main_row(results: list[Result], result: Result) -> str:
 def main_table(results: list[Result]) -> list[str]:
     """One row per PrimeDepth configuration, with its ratios to the other runs."""
     memory = "peak RSS GiB" if all(r.get("device", "cpu") == "cpu" for r in results) else "peak GiB"
-    lines = _table([memory if c == "{memory}" else c for c in MAIN_COLUMNS])
+    lines = table_header([memory if c == "{memory}" else c for c in MAIN_COLUMNS])
     for result in (r for r in results if r.get("mode") == "primedepth"):
         if result.get("status") != "ok":
             lines.append(_failed_row([result["size"], result["dtype"], result["batch"]], result["status"], len(MAIN_COLUMNS)))
@@ -130,7 +130,7 @@ def _stage_row(result: Result) -> str:
     if result["mode"] == "capture":
         unet = f"{format_seconds(stages['unet_preimage'])} / {format_seconds(stages['unet_bare'])}"
     timed = [stages.get(name) for name in ("unet_tail", "refiner", "depth_head", "seg_head")]
-    return _row([
+    return table_row([
         result["mode"], result["size"], result["dtype"], result["batch"], format_seconds(stages.get("text_encode")),
         format_seconds(stages.get("vae_encode")), unet, *map(format_seconds, timed), format_seconds(result["total"]),
         format_gib(result["peak_memory"]), format_gib(result.get("resident_before")),
@@ -140,7 +140,7 @@ def _stage_row(result: Result) -> str:
 def stage_table(results: list[Result]) -> list[str]:
     """Median seconds of every stage of the PrimeDepth-like runs."""
     lines = ["Per stage (median seconds per batch; `unet+preimage` is the UNet walk with map capture, materialised):", ""]
-    lines += _table(STAGE_COLUMNS)
+    lines += table_header(STAGE_COLUMNS)
     for result in results:
         if result.get("mode") not in ("capture", "primedepth", "official", "floor"):
             continue
@@ -156,7 +156,7 @@ BASELINE_NAMES = {"marigold": "Marigold 1x1", "dav2": "Depth Anything V2-L"}
 
 def baseline_table(results: list[Result]) -> list[str]:
     """Marigold (measured, and extrapolated to its protocols) and Depth Anything V2."""
-    lines = ["Baselines (median seconds per batch):", ""] + _table(BASELINE_COLUMNS)
+    lines = ["Baselines (median seconds per batch):", ""] + table_header(BASELINE_COLUMNS)
     for result in (r for r in results if r.get("mode") in BASELINE_NAMES):
         key = [BASELINE_NAMES[result["mode"]], result["size"], result["dtype"], result["batch"]]
         if result.get("status") != "ok":
@@ -165,7 +165,7 @@ def baseline_table(results: list[Result]) -> list[str]:
         stages, extrapolated = result.get("stages", {}), result.get("extrapolated", {})
         timed = [stages.get("vae_encode"), stages.get("unet"), stages.get("vae_decode"),
                  extrapolated.get("v1-1 (4x1)"), extrapolated.get("v1-0 (50x10)")]
-        lines.append(_row([*key, format_seconds(result["total"]), *map(format_seconds, timed), format_gib(result["peak_memory"])]))
+        lines.append(table_row([*key, format_seconds(result["total"]), *map(format_seconds, timed), format_gib(result["peak_memory"])]))
     return lines
 
 

@@ -159,9 +159,9 @@ def test_cli_plan_and_quick_arguments():
 
 
 def test_suite_runs_a_configuration_in_a_subprocess(tmp_path):
-    """The whole command: plan, one worker subprocess, JSON and markdown written."""
+    """The whole isolated command: plan, one worker subprocess, JSON and markdown written."""
     output = tmp_path / "results.json"
-    argv = ["--scale", "tiny", "--sizes", "64", "--dtypes", "fp32", "--batch-sizes", "1", "--repeats", "1",
+    argv = ["--isolated", "--scale", "tiny", "--sizes", "64", "--dtypes", "fp32", "--batch-sizes", "1", "--repeats", "1",
             "--warmup", "0", "--modes", "primedepth", "--device", "cpu", "--threads", "1", "--json", str(output)]
     assert suite.main(argv) == 0
     (result,) = json.loads(output.read_text())["results"]
