@@ -61,7 +61,8 @@ def _key(record: Record, dtype: str) -> list[Any]:
     return [record["size"], dtype, record["batch"]]
 
 
-MAIN_COLUMNS = ["size", "dtype", "batch", "rounds", "PrimeDepth s/img median (min)", *comparisons("fp32")]
+RATIO_NAMES = list(comparisons("bf16"))  # every ratio of any dtype (fp32 rows have no "vs PrimeDepth fp32")
+MAIN_COLUMNS = ["size", "dtype", "batch", "rounds", "PrimeDepth s/img median (min)", *RATIO_NAMES]
 
 
 def main_table(rows: Sequence[Row], clock: str = "wall") -> list[str]:
@@ -71,7 +72,8 @@ def main_table(rows: Sequence[Row], clock: str = "wall") -> list[str]:
         rounds = record["rounds"]
         ours = spread(series(rounds, total("primedepth", dtype, clock)))
         seconds = DASH if ours is None else f"{format_seconds(ours.median / record['batch'])} ({format_seconds(ours.minimum / record['batch'])})"
-        ratios = [format_ratio(ratio(rounds, *pair)) for pair in comparisons(dtype, clock).values()]
+        found = comparisons(dtype, clock)
+        ratios = [format_ratio(ratio(rounds, *found[name])) if name in found else DASH for name in RATIO_NAMES]
         lines.append(table_row([*_key(record, dtype), len(rounds), seconds, *ratios]))
     return lines
 

@@ -138,4 +138,6 @@ def comparisons(dtype: str, clock: str = "wall") -> dict[str, tuple[Series, Seri
     for name, (steps, members) in sorted(MARIGOLD_PROTOCOLS.items(), key=lambda item: item[1]):
         found[f"vs Marigold {name.split()[0]} {steps}x{members}"] = (marigold_seconds(dtype, steps, members, clock), ours)
     found["vs DAv2-L"] = (total("dav2", dtype, clock), ours)
+    if dtype != "fp32":  # present when both dtypes ran in one worker (--processes one): same rounds
+        found["vs PrimeDepth fp32"] = (total("primedepth", "fp32", clock), ours)
     return found

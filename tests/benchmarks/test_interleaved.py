@@ -83,6 +83,15 @@ def test_derived_floor_and_marigold_extrapolation_per_round():
     assert ratios.floor_seconds("bf16")(one_round) is None
 
 
+def test_bf16_rows_compare_with_fp32_of_the_same_rounds():
+    one_round = {"seconds": {"primedepth:fp32": 3.0, "primedepth:bf16": 2.0}, "cpu_seconds": {"primedepth:bf16": 4.0}}
+    numerator, denominator = ratios.comparisons("bf16")["vs PrimeDepth fp32"]
+    assert numerator(one_round) / denominator(one_round) == 1.5
+    numerator, _ = ratios.comparisons("bf16", "cpu")["vs PrimeDepth fp32"]
+    assert numerator(one_round) is None  # not on that clock: the ratio is missing, not wrong
+    assert "vs PrimeDepth fp32" not in ratios.comparisons("fp32")
+
+
 def test_module_clock_counts_nested_modules_once():
     inner = torch.nn.Linear(4, 4)
     outer = torch.nn.Sequential(inner, torch.nn.ReLU())
