@@ -33,7 +33,14 @@ from .io.atomic import atomic_directory
 from .model.forward import LatentNoise, RawPrediction, draw_noise, forward, latent_shape
 from .model.heads import LabelHead
 from .model.refiner import PrimeDepthRefiner
-from .processing import ImageInput, PreparedImage, PrimeDepthImageProcessor, as_image_list, smallest_processable_side
+from .processing import (
+    ImageInput,
+    PreparedImage,
+    PrimeDepthImageProcessor,
+    as_image_list,
+    processing_size,
+    smallest_processable_side,
+)
 from .text.captioning import Blip2Captioner
 from .text.encoder import PromptEncoder
 from .weights import resolve_source
@@ -388,6 +395,15 @@ class PrimeDepthPipeline(DiffusionPipeline):
             placement=self._placed,
         )
 
+    @property
+    def smallest_side(self) -> int:
+        """The shortest image side this model's UNet can walk; smaller images are upscaled to it."""
+        return smallest_processable_side(self.unet.config)
+
+    def processing_size(self, height: int, width: int, max_size: int = DEFAULT_MAX_SIZE) -> tuple[int, int]:
+        """(height, width) a height x width image is run at (see `primedepth.processing.processing_size`)."""
+        return processing_size(height, width, max_size, self.smallest_side)
+
     def full_resolution_chunk(self, height: int, width: int) -> int:
         """Images per call of the VAE encoder and the heads at this size (see `full_resolution_pixels`)."""
         return max(1, self.full_resolution_pixels // (height * width))
@@ -453,8 +469,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         images = as_image_list(image)
-        min_size = smallest_processable_side(self.unet.config)
-        prepared = [self.image_processor.preprocess(item, max_size, min_size) for item in images]
+        prepared = [self.image_processor.preprocess(item, max_size, self.smallest_side) for item in images]
         context, prompts = self._contexts(images, prepared, prompt, prompt_embeds)
         noise = self._image_noise(prepared, posterior_noise, step_noise, generator)
         depth: list[torch.Tensor | None] = [None] * len(prepared)

@@ -173,12 +173,18 @@ def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tens
     return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
+def processing_size(height: int, width: int, max_size: int, min_size: int = VAE_DOWNSAMPLE) -> tuple[int, int]:
+    """(height, width) an image is run at: the official downscale to `max_size`, then up to
+    `min_size` (the shortest side the model can process, see `smallest_processable_side`)."""
+    return upscaled_size(processed_size(height, width, max_size), min_size)
+
+
 def prepare_image(image: ImageInput, max_size: int, min_size: int = VAE_DOWNSAMPLE) -> PreparedImage:
     """Validate one image and turn it into model input (official pre-processing). Images whose
     shorter side would be below `min_size` (what the model can process) are upscaled to it."""
     rgb, is_8bit = to_rgb_float(image)
     input_size = rgb.shape[:2]
-    size = upscaled_size(processed_size(*input_size, max_size), min_size)
+    size = processing_size(*input_size, max_size, min_size)
     budget = max(max_size, min_size) ** 2  # upscaling a thin image may pass max_size, not its area
     if size[0] * size[1] > budget:
         raise InputError(

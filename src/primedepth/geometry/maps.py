@@ -9,25 +9,16 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, PngImagePlugin
 
-from ..io.atomic import atomic_path, save_npy_atomic
+from ..io.atomic import save_npy_atomic
 from ..io.images import UINT16_MAX
+from ..io.outputs import save_png
 from .cloud import normals_to_rgb
 
 MM_PER_M = 1000.0
 PNG_MM_MAX_M = UINT16_MAX / MM_PER_M  # 65.535 m: farther pixels are stored as 0 (unknown)
 METRIC_PNG_DECODE = "depth_m = value / 1000 (value 0 = unknown or farther than 65.535 m)"
 NORMALS_DECODE = "n = value / 127.5 - 1, frame: x right, y up, z towards the viewer; black = unknown"
-
-
-def save_png(path: str | os.PathLike[str], array: np.ndarray, text: dict[str, str] | None = None) -> None:
-    """Write an image array as PNG with text chunks, atomically."""
-    info = PngImagePlugin.PngInfo()
-    for key, value in (text or {}).items():
-        info.add_text(key, str(value))
-    with atomic_path(path) as temporary:
-        Image.fromarray(array).save(temporary, format="PNG", pnginfo=info)
 
 
 def save_metric_npy(path: str | os.PathLike[str], depth_m: np.ndarray) -> None:

@@ -156,12 +156,15 @@ def depth_to_png16(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
 # Writing and reading back
 
 
-def _png_info(text: dict[str, str] | None) -> PngImagePlugin.PngInfo:
-    """PNG text chunks, so that a file carries what is needed to interpret it."""
+def save_png(path: str | os.PathLike[str], image: np.ndarray | Image.Image, text: dict[str, str] | None = None) -> None:
+    """The one PNG writer: atomically, at `PNG_COMPRESS_LEVEL`, with `text` chunks so that a file
+    carries what is needed to interpret it."""
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
-        info.add_text(key, value)
-    return info
+        info.add_text(key, str(value))
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    with atomic_path(path) as temporary:
+        picture.save(temporary, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
 
 
 def save_depth_png16(path: Path, depth: np.ndarray, text: dict[str, str] | None = None) -> None:
@@ -169,13 +172,8 @@ def save_depth_png16(path: Path, depth: np.ndarray, text: dict[str, str] | None 
 
     `text`: extra text chunks (e.g. that the depth is an ensemble)."""
     values, low, high = depth_to_png16(depth)
-    info = _png_info(text)
-    info.add_text("depth_min", repr(low))
-    info.add_text("depth_max", repr(high))
-    info.add_text("depth_decode", PNG16_DECODE)
-    info.add_text("depth_quantity", DEPTH_QUANTITY)
-    with atomic_path(path) as temporary:
-        Image.fromarray(values).save(temporary, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+    save_png(path, values, {**(text or {}), "depth_min": repr(low), "depth_max": repr(high),
+                            "depth_decode": PNG16_DECODE, "depth_quantity": DEPTH_QUANTITY})
 
 
 def read_depth_png16(path: str | os.PathLike[str]) -> np.ndarray:
@@ -205,9 +203,7 @@ def save_color(
     text: dict[str, str] | None = None,
 ) -> None:
     """Write the colourised depth as an 8-bit RGB PNG (`text`: extra text chunks)."""
-    rgb = colorize_depth(depth, colormap)
-    with atomic_path(path) as temporary:
-        Image.fromarray(rgb).save(temporary, format="PNG", pnginfo=_png_info(text), compress_level=PNG_COMPRESS_LEVEL)
+    save_png(path, colorize_depth(depth, colormap), text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,9 +242,7 @@ def labels_to_image(segmentation: np.ndarray) -> Image.Image:
 
 def save_segmentation(path: Path, logits: np.ndarray) -> None:
     """Write the argmax labels as a PNG (see `labels_to_image`)."""
-    image = labels_to_image(logits)
-    with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    save_png(path, labels_to_image(logits))
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from ..devices import auto_batch_size, dtype_label, pipeline_device_and_dtype
 from ..errors import PrimeDepthError, first_line
 from ..jobs import JobOptions, Prediction, run_job
 from ..loading import load_pipeline
-from ..processing import processed_size, smallest_processable_side, upscaled_size
 from .batching import Batcher, DepthTask
 from .errors import ApiError
 from .metrics import ServeMetrics
@@ -170,9 +169,7 @@ class DepthService:
 
     def processing_size(self, height: int, width: int, max_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """((height, width) given, (height, width) the pipeline runs the image at)."""
-        # As the pipeline's pre-processing: the official downscale, then up to what the UNet can walk.
-        size = processed_size(height, width, max_size)
-        return (height, width), upscaled_size(size, smallest_processable_side(self.pipeline.unet.config))
+        return (height, width), self.pipeline.processing_size(height, width, max_size)
 
     def _count_pending(self, change: int) -> None:
         self.pending += change

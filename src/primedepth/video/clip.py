@@ -25,10 +25,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 from ..io.atomic import atomic_path, save_npy_atomic
-from ..io.outputs import DEPTH_QUANTITY, PNG16_DECODE, PNG16_MAX, PNG_COMPRESS_LEVEL, _png_info
+from ..io.outputs import DEPTH_QUANTITY, PNG16_DECODE, PNG16_MAX, save_png
 from ..io.video import colorize_in_range, normalize_to_range
 from .normalize import ClipRange
 from .stabilizer import StabilizedFrame
@@ -111,22 +110,16 @@ def save_png16_in_range(path: Path, depth: np.ndarray, low: float, high: float, 
     """16-bit PNG of aligned depth by the clip's range; ``depth_min``/``depth_max`` are that range,
     so `primedepth.io.read_depth_png16` gives values on one scale for the whole clip."""
     values = np.round(normalize_to_range(depth, low, high) * PNG16_MAX).astype(np.uint16)
-    info = _png_info(text)
-    for key, value in (("depth_min", repr(low)), ("depth_max", repr(high)), ("depth_decode", PNG16_DECODE),
-                       ("depth_quantity", DEPTH_QUANTITY), ("clip_normalization", "clip-wide min/max")):
-        info.add_text(key, value)
-    with atomic_path(path) as temporary:
-        Image.fromarray(values).save(temporary, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+    save_png(path, values, {**text, "depth_min": repr(low), "depth_max": repr(high), "depth_decode": PNG16_DECODE,
+                            "depth_quantity": DEPTH_QUANTITY, "clip_normalization": "clip-wide min/max"})
 
 
 def save_color_in_range(path: Path, depth: np.ndarray, low: float, high: float, colormap: str,
                         text: dict[str, str]) -> None:
     """Colour PNG of the display copy by the clip's display range (percentiles)."""
-    rgb = colorize_in_range(depth, low, high, colormap)
-    info = _png_info({**text, "display_min": repr(low), "display_max": repr(high),
-                      "clip_normalization": "clip-wide 1st..99th percentiles (of any frame)"})
-    with atomic_path(path) as temporary:
-        Image.fromarray(rgb).save(temporary, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+    save_png(path, colorize_in_range(depth, low, high, colormap),
+             {**text, "display_min": repr(low), "display_max": repr(high),
+              "clip_normalization": "clip-wide 1st..99th percentiles (of any frame)"})
 
 
 def write_clip_frame(paths: dict[str, Path], frame: StabilizedFrame, ranges: ClipRange, colormap: str,

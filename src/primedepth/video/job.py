@@ -27,7 +27,6 @@ import numpy as np
 from .. import io
 from ..io.video import DecodedFrame, probe_video, read_video
 from ..model.forward import seeded_generators
-from ..processing import processed_size, smallest_processable_side, upscaled_size
 from .clip import RawStore, frame_text, work_folder, write_clip_frame
 from .correspondence import resolve_temporal
 from .normalize import ClipRange
@@ -223,8 +222,7 @@ class VideoJob:
         pipeline = self.runner.pipeline
         if not (callable(getattr(pipeline, "draw_noise", None)) and hasattr(pipeline, "unet")):
             return lambda count: {"generator": seeded_generators(seed, count)}
-        size = processed_size(*image.shape[:2], self.options.max_size)
-        size = upscaled_size(size, smallest_processable_side(pipeline.unet.config))
+        size = pipeline.processing_size(*image.shape[:2], self.options.max_size)
         noise = pipeline.draw_noise([size], seeded_generators(seed, 1))[0]
         return lambda count: {"posterior_noise": [noise.posterior] * count, "step_noise": [noise.step] * count}
 
