@@ -1,8 +1,8 @@
 """How long metric alignment and 3D writing take for a 12 MP image, and how robust the fit is.
 
-Builds a 4000 x 3000 synthetic scene (a sphere before a wall, the tests' scene at full size),
-an affine-distorted noisy prediction of it and known depths, then times each step of
-`primedepth.geometry` and prints two markdown tables:
+Builds a 4000 x 3000 synthetic scene (a sphere before a wall: the geometry tests' scene from
+`primedepth.testing`, at full size), an affine-distorted noisy prediction of it and known
+depths, then times each step of `primedepth.geometry` and prints two markdown tables:
 
 1. timings (median of --repeats runs): alignment with 1,000 points and with a LiDAR-like
    256 x 192 map (49k points), both methods; unprojection; PLY (binary, all 12 M points);
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,13 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests' scenes
-
-from primedepth.geometry import (  # noqa: E402
+from primedepth.geometry import (
     Intrinsics, SparseDepth, align_to_sparse, normals_from_depth, save_mesh, save_metric_npy,
     save_metric_png16, save_point_cloud, sparse_from_map, unproject,
 )
-from tests.geometry.scenes import SCENES, affine_prediction, colours, known_depths, render  # noqa: E402
+from primedepth.testing import SCENES, affine_prediction, colours, known_depths, render
 
 SCALE, SHIFT = 0.4, 0.12
 
@@ -78,7 +75,7 @@ def timing_rows(megapixels: float, repeats: int, folder: Path) -> list[tuple[str
     seconds, count = timed(lambda: save_point_cloud(folder / "p.ply", points, rgb), repeats)
     rows.append(("save_point_cloud PLY binary", seconds, f"{(folder / 'p.ply').stat().st_size / 1e6:.0f} MB"))
     for name, size in (("m.glb", 1024), ("m2048.glb", 2048), ("m.obj", 1024)):
-        seconds, mesh = timed(lambda: save_mesh(folder / name, depth, rgb, camera, max_size=size), repeats)
+        seconds, mesh = timed(lambda: save_mesh(folder / name, depth, rgb, camera, max_size=size, max_faces=None), repeats)
         rows.append((f"save_mesh {name[-3:].upper()}, grid {size}", seconds,
                      f"{mesh.faces.shape[0] / 1e6:.2f} M faces, {(folder / name).stat().st_size / 1e6:.0f} MB"))
     seconds, _ = timed(lambda: normals_from_depth(depth, camera), repeats)

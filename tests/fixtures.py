@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+from .extras import skip_or_fail
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_ROOT = Path(os.environ.get("PRIMEDEPTH_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -25,6 +25,10 @@ def require_fixture(path: Path) -> Path:
         f"shared fixture {path} not found: the golden tensors of the official code live in the project's "
         "shared/fixtures folder (set PRIMEDEPTH_FIXTURES to its location)"
     )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(message)
+
+
+def tiny_checkpoint() -> tuple[Path, Path]:
+    """The official tiny checkpoint and its config.yaml (skip, or fail under CI=true, when absent)."""
+    tiny = OFFICIAL_FIXTURES / "tiny"
+    return require_fixture(tiny / "official-tiny.ckpt"), require_fixture(tiny / "config.yaml")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from primedepth.adapters import CallableAdapter, DepthAnythingV2Adapter, MarigoldAdapter, PrimeDepthAdapter, load_user_adapter
 from primedepth.ensemble import EnsembleAdapter
 from primedepth.errors import InputError
 from primedepth.eval import build_adapter
-from primedepth.adapters import CallableAdapter, DepthAnythingV2Adapter, MarigoldAdapter, PrimeDepthAdapter, load_user_adapter
 
 IMAGE = (np.arange(20 * 30 * 3) % 255).astype(np.uint8).reshape(20, 30, 3)
 
@@ -74,12 +73,9 @@ def test_primedepth_adapter_returns_the_first_depth_map_in_unit_range():
 
 
 def test_primedepth_adapter_on_the_tiny_random_pipeline():
-    from primedepth.pipeline import PrimeDepthPipeline
+    from primedepth.testing import tiny_pipeline
 
-    if "prompt" not in inspect.signature(PrimeDepthPipeline.__call__).parameters:
-        pytest.skip("PrimeDepthPipeline does not take a text prompt yet (needs prompt_embeds)")
-    testing = pytest.importorskip("primedepth.testing")
-    adapter = PrimeDepthAdapter(seed=0, pipeline=testing.tiny_pipeline())
+    adapter = PrimeDepthAdapter(seed=0, pipeline=tiny_pipeline())
     image = np.random.default_rng(0).integers(0, 255, (24, 40, 3), dtype=np.uint8)
     first, second = adapter(image), adapter(image)
     assert first.shape == (24, 40) and np.isfinite(first).all()

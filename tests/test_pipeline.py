@@ -14,6 +14,7 @@ from primedepth.model.preimage import DecoderStep, encode_latents, iter_decoder_
 from primedepth.processing import processed_size
 from primedepth.testing import tiny_pipeline, tiny_prompt_embeds
 
+from .fixtures import tiny_checkpoint
 from .official import TINY, load_cases, relative_rms, tiny_config, tiny_state_dict
 
 
@@ -308,8 +309,9 @@ def test_image_processor_visualises_and_exports(pipe):
 def test_from_single_file_and_local_files_only(tmp_path, context):
     """An official checkpoint loads through `from_single_file`; a model folder with
     `local_files_only` (and the other diffusers loading options) through `from_pretrained`."""
+    checkpoint, config = tiny_checkpoint()
     pipeline = PrimeDepthPipeline.from_single_file(
-        TINY / "official-tiny.ckpt", original_config=TINY / "config.yaml", text_encoder=False, torch_dtype=torch.bfloat16
+        checkpoint, original_config=config, text_encoder=False, torch_dtype=torch.bfloat16
     )
     assert pipeline.unet.dtype == torch.bfloat16 and pipeline.text_encoder is None
     folder = pipeline.save_model_folder(tmp_path / "model")

@@ -10,6 +10,7 @@ from primedepth.errors import InputError, WeightsNotFoundError
 from primedepth import weights
 from primedepth.weights import WeightsSource, resolve_source
 
+from .fixtures import tiny_checkpoint
 from .official import TINY, assert_close, load_cases
 
 
@@ -20,15 +21,16 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def test_official_checkpoint_is_converted_once_and_cached(private_cache, capsys):
-    kwargs = dict(original_config=TINY / "config.yaml", text_encoder_from_hub=False)
-    pipeline = PrimeDepthPipeline.from_pretrained(TINY / "official-tiny.ckpt", **kwargs)
+    checkpoint, config = tiny_checkpoint()
+    kwargs = dict(original_config=config, text_encoder_from_hub=False)
+    pipeline = PrimeDepthPipeline.from_pretrained(checkpoint, **kwargs)
     assert "converting" in capsys.readouterr().out
     case = load_cases(TINY / "cases.safetensors", "b")
     raw = pipeline.predict_raw(case["image"], case["context"], case["posterior_noise"], case["step_noise"])
     assert_close(raw.depth, case["depth_raw"], "depth_raw")
     folders = list((private_cache / "converted").iterdir())
     assert len(folders) == 1
-    PrimeDepthPipeline.from_pretrained(TINY / "official-tiny.ckpt", **kwargs)
+    PrimeDepthPipeline.from_pretrained(checkpoint, **kwargs)
     assert "converting" not in capsys.readouterr().out
     assert list((private_cache / "converted").iterdir()) == folders
 
@@ -86,13 +88,14 @@ def test_hub_repo_in_diffusers_format_is_used_as_it_is(tmp_path, monkeypatch):
 
 
 def test_hub_checkpoint_is_downloaded_and_converted_once(private_cache, monkeypatch, capsys):
-    hub = _FakeHub(["README.md", "model.safetensors", "PrimeDepth.ckpt"], checkpoint=TINY / "official-tiny.ckpt")
+    checkpoint, config = tiny_checkpoint()
+    hub = _FakeHub(["README.md", "model.safetensors", "PrimeDepth.ckpt"], checkpoint=checkpoint)
     hub.install(monkeypatch)
     converted = private_cache / "hub" / "CVL-Heidelberg--PrimeDepth"
-    assert resolve_source("CVL-Heidelberg/PrimeDepth") == WeightsSource(converted, TINY / "official-tiny.ckpt")
+    assert resolve_source("CVL-Heidelberg/PrimeDepth") == WeightsSource(converted, checkpoint)
     assert hub.downloads == ["PrimeDepth.ckpt"]  # the .ckpt, not the other weights file
     folder = PrimeDepthPipeline.local_model_folder(
-        "CVL-Heidelberg/PrimeDepth", original_config=TINY / "config.yaml", text_encoder_from_hub=False
+        "CVL-Heidelberg/PrimeDepth", original_config=config, text_encoder_from_hub=False
     )
     assert folder == converted and "converting" in capsys.readouterr().out
     assert resolve_source("CVL-Heidelberg/PrimeDepth") == WeightsSource(folder)  # converted: no download

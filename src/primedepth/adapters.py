@@ -32,10 +32,10 @@ from diffusers import MarigoldDepthPipeline
 from PIL import Image
 from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
+from .alignment import SPACES
 from .constants import DEPTH_ANYTHING_V2_LARGE_ID, OFFICIAL_REPO_ID
 from .devices import dtype_kwargs, parse_dtype
 from .errors import InputError, PrimeDepthError, weights_unavailable
-from .eval.alignment import SPACES
 from .loading import load_pipeline
 from .model.forward import seeded_generator
 

@@ -5,7 +5,7 @@ tables. Both models predict disparity up to an unknown scale and shift, so they 
 averaged directly; without ground truth we bring Depth Anything into PrimeDepth's frame by a
 least-squares scale and shift over the pixels where both are valid, and then average.
 
-The fit is the evaluation protocol's own (`primedepth.eval.alignment.fit_scale_shift`), so the
+The fit is the evaluation protocol's own (`primedepth.alignment.fit_scale_shift`), so the
 ensemble users run on their images and the one the benchmark scores are the same computation.
 It is a post-step on depth maps: `DepthEnsemble.apply` (what `primedepth predict --ensemble` and
 `primedepth.predict(ensemble=...)` run after each prediction) and `EnsembleAdapter` (evaluation).
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from .adapters import DepthAnythingAdapter
+from .alignment import fit_scale_shift
 from .constants import ENSEMBLE_MEMBERS, model_licence
 from .errors import InputError
-from .eval.alignment import fit_scale_shift
 from .processing import ImageInput, to_rgb_uint8
 
 # PNG text chunk that marks a depth output as an ensemble (and with which model).

@@ -12,18 +12,17 @@ from safetensors.torch import load_file
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
 from primedepth.convert import convert_state_dict, load_official_state_dict
-from primedepth.loading import convert_checkpoint
 from primedepth.errors import InputError, PrimeDepthError
+from primedepth.loading import convert_checkpoint
 
+from ..fixtures import tiny_checkpoint
 from ..official import TINY, assert_close, load_cases, tiny_config, tiny_state_dict
-
-CKPT = TINY / "official-tiny.ckpt"
-CONFIG = TINY / "config.yaml"
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    return convert_checkpoint(CKPT, tmp_path_factory.mktemp("model") / "tiny", config=CONFIG, text_encoder=False)
+    checkpoint, config = tiny_checkpoint()
+    return convert_checkpoint(checkpoint, tmp_path_factory.mktemp("model") / "tiny", config=config, text_encoder=False)
 
 
 def _count(state_dict, prefix):
@@ -85,10 +84,11 @@ def test_converted_folder_loads_and_reproduces_the_fixture(converted):
 def test_existing_output_is_not_overwritten_unless_asked(converted):
     marker = converted / "unet" / "config.json"
     before = marker.read_text()
+    checkpoint, config = tiny_checkpoint()
     with pytest.raises(InputError, match="--overwrite"):
-        convert_checkpoint(CKPT, converted, config=CONFIG, text_encoder=False)
+        convert_checkpoint(checkpoint, converted, config=config, text_encoder=False)
     assert marker.read_text() == before
-    convert_checkpoint(CKPT, converted, config=CONFIG, overwrite=True, text_encoder=False)
+    convert_checkpoint(checkpoint, converted, config=config, overwrite=True, text_encoder=False)
     assert marker.is_file()
 
 
@@ -121,13 +121,14 @@ def test_not_a_checkpoint_gives_a_clear_error(tmp_path):
 
 def test_cli_convert_half_precision_and_errors(tmp_path, capsys):
     out = tmp_path / "fp16"
-    assert main(["convert", str(CKPT), str(out), "--config", str(CONFIG), "--dtype", "fp16", "--no-text-encoder"]) == 0
+    checkpoint, config = tiny_checkpoint()
+    assert main(["convert", str(checkpoint), str(out), "--config", str(config), "--dtype", "fp16", "--no-text-encoder"]) == 0
     weights = load_file(str(out / "refiner" / "diffusion_pytorch_model.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.float16}
-    assert main(["convert", str(CKPT), str(out), "--config", str(CONFIG), "--no-text-encoder"]) != 0
+    assert main(["convert", str(checkpoint), str(out), "--config", str(config), "--no-text-encoder"]) != 0
     assert "--overwrite" in capsys.readouterr().err
     # The tiny model's 32-wide context has no public text encoder: a clear message, no traceback.
-    assert main(["convert", str(CKPT), str(tmp_path / "text"), "--config", str(CONFIG)]) != 0
+    assert main(["convert", str(checkpoint), str(tmp_path / "text"), "--config", str(config)]) != 0
     assert "--no-text-encoder" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "nope.ckpt"), str(tmp_path / "x")]) != 0
     assert "not found" in capsys.readouterr().err

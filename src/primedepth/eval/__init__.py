@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 # Public names -> their module, imported on first use (lazy: importing one evaluation module, e.g.
-# `alignment` from the ensemble, must not load every model adapter).
+# `metrics` from the video benchmark, must not load every model adapter).
 _LAZY = {
     "ALIGNED_DISPARITY_MIN": "alignment", "DEPTH_FLOOR": "alignment", "align": "alignment",
     "fit_scale_shift": "alignment", "nearest_downsample": "alignment",
