@@ -21,6 +21,8 @@ from primedepth import cli, io
 from primedepth.errors import InputError, PrimeDepthError
 from primedepth.jobs import JOB_RECORD, JobOptions, collect_items, predict, run_job
 
+from .extras import require_extra
+
 RNG = np.random.default_rng(0)
 SIZE = (32, 48)  # height, width of most test images
 
@@ -341,7 +343,7 @@ def test_interrupted_video_leaves_no_partial_file(tmp_path, monkeypatch):
 )
 def test_prompt_options_reach_the_pipeline(capsys, monkeypatch, tmp_path, flags, prompt):
     fake = FakePipeline()
-    monkeypatch.setattr(importlib.import_module("primedepth.loading"), "load_pipeline", lambda *args: fake)
+    monkeypatch.setattr(importlib.import_module("primedepth.loading"), "load_pipeline", lambda *args, **kwargs: fake)
     image = _save(tmp_path / "a.png", Image.fromarray(_rgb()))
     code, err = run_cli(capsys, image, "-o", tmp_path / "out", *flags)
     assert code == 0, err
@@ -441,17 +443,17 @@ def test_missing_list_entries_and_clashes_are_reported_and_the_rest_runs(capsys,
 def test_3d_and_metric_outputs_from_the_command_line(capsys, tiny_model, tmp_path):
     """--outputs ply,normals,metric with --align-to: files a real reader loads; a bad known-depth
     file fails its image after its depth outputs were written; metric without --align-to is refused."""
-    plyfile = pytest.importorskip("plyfile")
+    plyfile = require_extra("plyfile", "test")
     image = _save(tmp_path / "room.png", Image.fromarray(_rgb(48, 64)))
     points = tmp_path / "points.csv"
     points.write_text("x,y,depth_m\n5,5,2.0\n60,40,4.0\n30,20,3.0\n10,40,2.5\n")
     out = tmp_path / "out"
     code, err = run_cli(capsys, image, "-o", out, "--model", tiny_model, "--fov", "60", "--align-to", points,
-                        "--outputs", "png16,ply,normals,metric")
+                        "--outputs", "png16,ply,normals,metric", "--frame", "opencv")
     assert code == 0, err
     assert _outputs(out) == ["room_depth.png", "room_depth_m.npy", "room_normals.png", "room_points.ply"]
     vertices = plyfile.PlyData.read(str(out / "room_points.ply"))["vertex"]
-    assert 0 < vertices.count <= 48 * 64 and np.all(vertices["z"] > 0)  # valid pixels, in front of the camera
+    assert 0 < vertices.count <= 48 * 64 and np.all(vertices["z"] > 0)  # valid pixels, in front of the camera (z forward)
     metres = np.load(out / "room_depth_m.npy")
     assert metres.shape == (48, 64) and np.nanmin(metres) > 0
     points.write_text("x,y,depth_m\n5,5,2.0\n")  # one point: no fit possible

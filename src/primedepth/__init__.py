@@ -13,7 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "predict": "jobs",
+    "predict": "engine",
     "load_pipeline": "loading",
     "convert_checkpoint": "loading",
     "PrimeDepthPipeline": "pipeline",

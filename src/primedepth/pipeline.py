@@ -48,6 +48,14 @@ from .weights import resolve_source
 # `prompt` value that captions each image with BLIP-2 first, as the official inference does.
 AUTO_PROMPT = "auto"
 
+
+def prompt_option(prompt: str | None, pipeline: Any) -> str | None:
+    """The one automatic-prompt rule: the prompt a call uses is the one given, else the model's
+    `default_prompt`; the value `AUTO_PROMPT` then means "caption the image with BLIP-2"."""
+    if prompt is not None:
+        return prompt
+    return getattr(getattr(pipeline, "config", None), "default_prompt", None)
+
 __all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "RawPrediction"]
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
@@ -309,7 +317,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
 
     def _resolve_prompts(self, prompt: str | Sequence[str] | None, images: list, prepared: list[PreparedImage]) -> list[str]:
         """One prompt per image; "auto" entries are replaced by BLIP-2 captions of the input images."""
-        prompt = self.config.default_prompt if prompt is None else prompt
+        prompt = prompt_option(prompt, self)
         prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
         if len(prompts) != len(images) or not all(isinstance(p, str) for p in prompts):
             raise InputError(f"prompt must be a string or a list of {len(images)} strings")

@@ -20,8 +20,9 @@ from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
 from ..errors import InputError
 from ..geometry.align import DEFAULT_MAX_DEPTH, DEFAULT_MIN_DEPTH
 from ..geometry.intrinsics import DEFAULT_FOV_DEG, parse_intrinsics
-from ..geometry.mesh import DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_SIZE
-from ..geometry.outputs import GeometryOptions
+from ..geometry.frames import DEFAULT_FRAME, FRAMES
+from ..geometry.mesh import DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_FACES, DEFAULT_MESH_MAX_SIZE
+from ..geometry.outputs import DEFAULT_PSEUDO_FAR, DEFAULT_PSEUDO_NEAR, GeometryOptions
 from ..io.outputs import ALL_OUTPUT_SUFFIXES, DEFAULT_COLORMAP, DEFAULT_OUTPUTS
 
 DEFAULT_OUTPUT_DIR = "primedepth_output"
@@ -46,9 +47,12 @@ output kinds (--outputs):
   seg     NAME_seg.png          segmentation labels (palette PNG), same as --segmentation
   video   NAME_depth.mp4        colourised depth video, for video inputs; their frames get
                                 the other outputs in NAME_frames/
-  ply     NAME_points.ply       coloured point cloud (images; metres with --align-to, else an
-                                arbitrary scale, said in the file)
-  glb/obj NAME_mesh.glb/.obj    textured mesh cut at depth discontinuities (glb: 3d extra)
+  ply     NAME_points.ply       coloured point cloud, binary (images; metres with --align-to, else
+                                a relative shape that assumes --far/--near, said in the file)
+  glb/obj NAME_mesh.glb/.obj    textured mesh cut at depth discontinuities, at most
+                                --mesh-max-faces triangles (glb: 3d extra; obj: with NAME_mesh.mtl
+                                and NAME_mesh_texture.png). Frames: y up, camera looking down -z
+                                (glTF; PLY/OBJ too unless --frame opencv), so viewers open them upright
   normals NAME_normals.png      surface normals, (n + 1) / 2 colour coding
   metric  NAME_depth_m.npy      float32 metres (needs --align-to); metric_png16: NAME_depth_mm.png
 
@@ -110,7 +114,7 @@ def _add_geometry_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--align-to", metavar="PATH",
                        help="known metric depths to fit scale and shift to: 16-bit PNG in mm, .npy/.exr in m "
                        "(0/NaN unknown), CSV/JSON of x,y,depth_m, a COLMAP model, or a folder with one per image; "
-                       "needed for metric outputs, else 3D outputs have an arbitrary scale")
+                       "needed for metric outputs, else 3D outputs are a relative shape (see --near/--far)")
     group.add_argument("--min-depth", type=float, default=DEFAULT_MIN_DEPTH, metavar="M",
                        help=f"aligned depths are clamped at this many metres (default {DEFAULT_MIN_DEPTH:g})")
     group.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
@@ -121,6 +125,21 @@ def _add_geometry_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--mesh-size", type=int, default=DEFAULT_MESH_MAX_SIZE, metavar="N",
                        help=f"mesh grid samples along the longer side, 0 = every pixel (default {DEFAULT_MESH_MAX_SIZE})")
     group.add_argument("--ply-ascii", action="store_true", help="write ASCII PLY instead of binary")
+    group.add_argument("--mesh-max-faces", type=int, default=DEFAULT_MESH_MAX_FACES, metavar="N",
+                       help="thin the mesh grid evenly to at most N triangles, 0 = no limit "
+                       f"(default {DEFAULT_MESH_MAX_FACES}: opens quickly in Blender, MeshLab and browsers)")
+    group.add_argument("--frame", choices=FRAMES, default=DEFAULT_FRAME,
+                       help="coordinate frame of PLY and OBJ files: opengl = x right, y up, camera looking "
+                       "down -z (opens upright in MeshLab, Open3D, Blender's OBJ import); opencv = x right, "
+                       "y down, z forward (the camera frame of OpenCV/COLMAP). GLB is always glTF's y up "
+                       f"(default {DEFAULT_FRAME})")
+    group.add_argument("--near", type=float, default=DEFAULT_PSEUDO_NEAR, metavar="D",
+                       help="without --align-to the shift of the prediction is unknown, so 3D outputs assume "
+                       "the nearest pixel at depth D and the farthest at --far: the far:near ratio shapes the "
+                       f"scene, the unit is arbitrary (default {DEFAULT_PSEUDO_NEAR:g})")
+    group.add_argument("--far", type=float, default=DEFAULT_PSEUDO_FAR, metavar="D",
+                       help=f"the farthest pixel's assumed depth without --align-to (default {DEFAULT_PSEUDO_FAR:g}: "
+                       "a 10:1 room-sized scene; use more for landscapes)")
 
 
 def geometry_options(args: argparse.Namespace) -> GeometryOptions:
@@ -133,7 +152,11 @@ def geometry_options(args: argparse.Namespace) -> GeometryOptions:
         max_depth=args.max_depth,
         mesh_max_angle=args.mesh_max_angle,
         mesh_max_size=args.mesh_size or None,
+        mesh_max_faces=args.mesh_max_faces or None,
         ply_binary=not args.ply_ascii,
+        pseudo_near=args.near,
+        pseudo_far=args.far,
+        frame=args.frame,
     )
 
 
@@ -158,12 +181,13 @@ def _add_video_options(group: argparse._ArgumentGroup) -> None:
     )
 
     group.add_argument("--temporal", choices=TEMPORAL_MODES, default=None,
-                       help="align each frame's depth to the clip by a robust scale and shift and normalise the "
-                       "clip once: 'flow' follows pixels with optical flow (best measured; needs "
-                       "primedepth[video]), 'align' compares the same pixel, 'none' treats frames on their own "
-                       "(default: flow when OpenCV is installed, else align)")
+                       help="align each frame's depth to the clip by a scale and shift and normalise the clip "
+                       "once: 'global' (default, best measured) solves all frames' scales and shifts jointly from "
+                       "flow-checked correspondences (same-pixel without primedepth[video]), shot by shot, after the "
+                       "whole clip is predicted; 'flow' and 'align' fit each frame to the previous "
+                       "--temporal-window frames (optical flow / same pixel); 'none' treats frames on their own")
     group.add_argument("--temporal-window", type=int, default=DEFAULT_WINDOW, metavar="N",
-                       help=f"previous frames each frame is aligned to (default: {DEFAULT_WINDOW})")
+                       help=f"previous frames each frame is aligned to by 'align' and 'flow' (default: {DEFAULT_WINDOW})")
     group.add_argument("--temporal-smoothing", type=float, default=DEFAULT_SMOOTHING, metavar="S",
                        help="weight of the history in the colour frames and the depth video, 0 to <1: "
                        "averages out per-frame noise where the depth did not change; the 16-bit PNGs keep "
@@ -192,6 +216,10 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--offload", action="store_true",
                        help="keep the weights in CPU memory and move each model to the GPU only while it "
                        "runs: for GPUs with little memory, slower (CUDA only)")
+    group.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                       help="torch (default), or onnx: --model is a folder written by `primedepth export onnx`, run "
+                       "on ONNX Runtime (TensorRT, CUDA or CPU provider, whichever is installed; pip install "
+                       "'primedepth[onnx]')")
     group.add_argument("-b", "--batch-size", type=_batch_size, default="auto", metavar="N",
                        help="images per forward pass, or 'auto': 1 on the CPU (batching does not speed it up), "
                        "on a GPU as many as fit in its free memory, at most 8; a batch that runs out of GPU "
@@ -264,7 +292,7 @@ def _output_list(text: str) -> tuple[str, ...]:
 
 def _job_options(args: argparse.Namespace, outputs: tuple[str, ...]) -> Any:
     """The command line's job as the API takes it (the API checks every value)."""
-    from ..jobs import JobOptions  # lazy: start-up speed (torch, diffusers)
+    from ..engine import JobOptions  # lazy: start-up speed (torch, diffusers)
     from ..text.encoder import read_prompt_embeds
 
     return JobOptions(
@@ -291,7 +319,7 @@ def _run_on_ray(args: argparse.Namespace, options: Any) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; exit status 1 if any input failed."""
-    from ..jobs import (  # lazy: start-up speed
+    from ..engine import (  # lazy: start-up speed
         collect_items,
         prepare_output_dir,
         run_job,
@@ -311,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
     _announce(items, output_dir)
     for line in licence_notes(args):
         print(line, file=sys.stderr)
-    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload), options)
+    summary = run_job(items, lambda: load_pipeline(args.model, args.device, args.dtype, args.offload,
+                                                   runtime=getattr(args, "runtime", "torch")), options)
     write_job_record(options, summary)
     print(summary.format(output_dir), file=sys.stderr)
     return 0 if summary.ok else 1

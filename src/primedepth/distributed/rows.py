@@ -10,9 +10,11 @@ Input rows (any Ray Data dataset with these columns):
   relative to the job's root (or the whole path without its scheme), without the suffix;
 - ``kind`` (optional): ``image`` or ``video``; by default from the extension.
 
-Every row becomes a local file that the local engine reads with its own reader: a local path
-as it is, bytes and URIs first copied to a scratch folder, so decoding (EXIF orientation, 16-bit
-PNGs, videos) is the same code whichever engine and storage ran the job.
+Every row becomes a work item of the local engine, read by its own reader: a local path as it
+is, bytes and URI objects in memory (no temporary file per row), so decoding (EXIF orientation,
+16-bit PNGs, videos) is the same code whichever engine and storage ran the job. Output names go
+through the one check (`primedepth.io.names.safe_output_name`): a row whose name is absolute,
+has ``..``, is empty or holds control characters fails on its own with the reason.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import numpy as np
 
 from .. import io
 from ..errors import InputError
-from .storage import URI_MARK, fetch, is_uri
+from ..io.names import safe_output_name
+from .storage import URI_MARK, cause_of, is_uri, resolve, shown
 
 DEFAULT_INPUT_COLUMN = "bytes"
+REFUSED_NAME = PurePosixPath(".refused")  # the name of a row whose own name was refused: never written
 # One result row per input row (files and Parquet outputs); see `result_row`.
 RESULT_COLUMNS = ("name", "source", "kind", "status", "error", "images", "metadata")
 
@@ -42,6 +46,7 @@ class Row:
     source: str
     kind: str
     data: bytes | None = None
+    error: str | None = None  # why the row cannot be used (a refused name): it fails on its own
 
 
 def batch_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,8 +88,12 @@ def decode_row(row: dict[str, Any], input_column: str, root: str | None) -> Row:
         raise InputError(f"row '{name}' has neither a '{input_column}' column nor a 'path' to read")
     source = path or name
     kind = _text(row.get("kind")) or io.media_kind(Path(source)) or "image"
-    output = PurePosixPath(name) if name is not None else default_name(source, root)
-    return Row(name=output, source=source, kind=kind, data=bytes(data) if data is not None else None)
+    data = bytes(data) if data is not None else None
+    try:
+        output = safe_output_name(name if name is not None else default_name(source, root))
+    except InputError as error:
+        return Row(name=REFUSED_NAME, source=source, kind=kind, error=str(error))
+    return Row(name=output, source=source, kind=kind, data=data)
 
 
 def _text(value: Any) -> str | None:
@@ -95,16 +104,29 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def local_item(row: Row, scratch: Path, index: int) -> io.InputItem:
-    """The local engine's work item for a row: its bytes or its URI copied to `scratch` first."""
+def local_item(row: Row, scratch: Path | None = None, index: int = 0) -> io.InputItem:
+    """The local engine's work item for a row: a local path as it is; bytes, and URI objects
+    read into memory, decoded there (nothing is written). `InputError` for a refused row.
+
+    In-memory items keep a `path` below `scratch` that is never created: the identity by which
+    the caller matches the engine's results (`Prediction.source`) to its rows."""
+    if row.error is not None:
+        raise InputError(row.error)
     if row.data is None and not is_uri(row.source):
         return io.InputItem(name=row.name, path=Path(row.source), kind=row.kind)
-    local = scratch / f"{index:06d}{PurePosixPath(row.source).suffix}"
-    if row.data is not None:
-        local.write_bytes(row.data)
-    else:
-        fetch(row.source, local)
-    return io.InputItem(name=row.name, path=local, kind=row.kind)
+    data = row.data if row.data is not None else read_uri(row.source)
+    identity = Path(scratch or ".") / f"{index:06d}{PurePosixPath(row.source).suffix}"
+    return io.InputItem(name=row.name, path=identity, kind=row.kind, data=data, origin=row.source)
+
+
+def read_uri(uri: str) -> bytes:
+    """The object at `uri`, in memory (an image or a video file, as one dataset row holds)."""
+    filesystem, path = resolve(uri)
+    try:
+        with filesystem.open_input_stream(path) as source:
+            return source.read()
+    except (OSError, ValueError) as error:
+        raise InputError(f"{shown(uri)}: cannot read ({cause_of(error)})") from None
 
 
 def result_row(row: Row, status: str, error: str | None = None, images: int = 0,

@@ -1,7 +1,9 @@
 """Reading images and videos, finding inputs, and writing depth outputs safely.
 
 Everything that touches files for `primedepth predict` lives in this package, so that the
-Python API and the command line read and write exactly the same way:
+Python API, the command line, the server and the Ray actors read and write exactly the same way
+(readers take a path or the file's bytes; writers encode into any binary stream, or atomically
+into a file):
 
 - `images`: `read_image` (upright RGB at full precision) and `read_png_uint16` (raw 16-bit
   depth ground truth);
@@ -10,6 +12,7 @@ Python API and the command line read and write exactly the same way:
   text chunks), ``NAME_depth.npy``, ``NAME_depth_color.png``, ``NAME_seg.png`` and, for videos,
   ``NAME_depth.mp4`` plus ``NAME_frames/000000_*``; the full table is in its docstring;
 - `video`: probing, decoding and the atomic `DepthVideoWriter`;
+- `names`: `safe_output_name`, the one check of output names from any source;
 - `atomic`: the one atomic writer (`atomic_path`, `atomic_directory`, `save_npy_atomic`), so an
   interrupted run never leaves a half-written file or folder.
 
@@ -29,6 +32,7 @@ from .images import (
     read_image,
     read_png_uint16,
 )
+from .names import safe_output_name
 from .inputs import (
     LIST_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -51,6 +55,8 @@ from .outputs import (
     check_colormap,
     colorize_depth,
     depth_to_png16,
+    encode_output,
+    encode_outputs,
     frame_name,
     label_palette,
     labels_to_image,
@@ -94,6 +100,8 @@ __all__ = [
     "colorize_depth",
     "deduplicate",
     "depth_to_png16",
+    "encode_output",
+    "encode_outputs",
     "expand_inputs",
     "frame_name",
     "label_palette",
@@ -111,6 +119,7 @@ __all__ = [
     "save_depth_npy",
     "save_depth_png16",
     "save_npy_atomic",
+    "safe_output_name",
     "save_segmentation",
     "segmentation_labels",
     "write_outputs",

@@ -28,21 +28,30 @@ MAX_IMAGE_PIXELS = 100_000_000
 UINT16_MAX = 65535
 
 
-def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read an image file as an RGB array, upright as a viewer would show it.
+Source = str | os.PathLike[str] | bytes  # a file, or a file's bytes (an upload, a dataset row)
+
+
+def read_image(path: Source, max_pixels: int = MAX_IMAGE_PIXELS, label: str | None = None) -> np.ndarray:
+    """Read an image file (or its bytes) as an RGB array, upright as a viewer would show it.
 
     Returns ``uint8`` (H, W, 3) for 8-bit files and ``float32`` (H, W, 3) in [0, 1] for 16-bit
     and float files, so their extra precision reaches the model. Grayscale is repeated to three
     channels, palettes are expanded, alpha is dropped (the colour under it is kept, as other
     depth tools do) and the EXIF orientation is applied. Any problem raises `InputError` naming
-    the file and the reason.
+    the file (or `label`, for bytes) and the reason. Bytes are decoded in memory: an upload or a
+    dataset row needs no temporary file.
     """
-    path = Path(path)
-    check_readable_file(path)
+    label = label or ("<bytes>" if isinstance(path, bytes) else str(Path(path)))
+    if isinstance(path, bytes):
+        if not path:
+            raise InputError(f"{label}: file is empty (0 bytes)")
+    else:
+        path = Path(path)
+        check_readable_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(_opened(path)) as image:
                 _check_pixel_count(image.size, max_pixels)
                 orientation = image.getexif().get(ORIENTATION_TAG, 1)
                 if _has_16bit_colour(image, path):
@@ -51,18 +60,23 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_IMAGE_PIXELS)
                     image.load()
                     array = _pil_to_rgb_array(image)
     except InputError as error:
-        raise InputError(f"{path}: {error}") from None
+        raise InputError(f"{label}: {error}") from None
     except Image.DecompressionBombError as error:
-        raise InputError(f"{path}: image is too large to decode safely ({error})") from None
+        raise InputError(f"{label}: image is too large to decode safely ({error})") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file, or an unsupported format") from None
+        raise InputError(f"{label}: not an image file, or an unsupported format") from None
     except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
+        raise InputError(f"{label}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InputError(f"{path}: corrupt or truncated image ({error})") from None
+        raise InputError(f"{label}: corrupt or truncated image ({error})") from None
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise InputError(f"{path}: image has zero width or height")
+        raise InputError(f"{label}: image has zero width or height")
     return apply_exif_orientation(array, orientation)
+
+
+def _opened(source: Path | bytes) -> Path | BytesIO:
+    """What Pillow and PyAV open: the path, or a stream over the bytes."""
+    return BytesIO(source) if isinstance(source, bytes) else source
 
 
 def check_readable_file(path: Path) -> None:
@@ -85,13 +99,16 @@ def _check_pixel_count(size: tuple[int, int], max_pixels: int) -> None:
         )
 
 
-def _has_16bit_colour(image: Image.Image, path: Path) -> bool:
+def _has_16bit_colour(image: Image.Image, path: Path | bytes) -> bool:
     """True for 16-bit RGB(A) PNG/TIFF files, which Pillow would silently cut to 8 bit."""
     if image.mode not in ("RGB", "RGBA"):
         return False
     if image.format == "PNG":
-        with path.open("rb") as file:
-            header = file.read(26)  # signature (8) + IHDR length/type (8) + w, h (8) + depth
+        if isinstance(path, bytes):
+            header = path[:26]
+        else:
+            with path.open("rb") as file:
+                header = file.read(26)  # signature (8) + IHDR length/type (8) + w, h (8) + depth
         return len(header) == 26 and header[24] == 16
     if image.format == "TIFF":
         bits = getattr(image, "tag_v2", {}).get(258, (8,))
@@ -99,12 +116,12 @@ def _has_16bit_colour(image: Image.Image, path: Path) -> bool:
     return False
 
 
-def _read_16bit_colour(path: Path) -> np.ndarray:
+def _read_16bit_colour(path: Path | bytes) -> np.ndarray:
     """Decode a 16-bit colour PNG/TIFF at full precision through FFmpeg (PyAV)."""
     import av  # lazy: start-up speed
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(_opened(path) if isinstance(path, bytes) else str(path)) as container:
             frame = next(container.decode(video=0))
             pixels = frame.to_ndarray(format="rgb48le")  # alpha, if any, is dropped here
     except (av.error.FFmpegError, StopIteration) as error:

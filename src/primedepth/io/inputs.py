@@ -9,12 +9,13 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError
 from .images import IMAGE_EXTENSIONS
+from .names import safe_output_name
 from .outputs import ALL_OUTPUT_SUFFIXES
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
@@ -34,11 +35,21 @@ class InputItem:
     kind: str = "image"  # "image", "video", or "invalid" (then `error` says why)
     image: Any = None  # in-memory image (PIL, numpy or tensor) when `path` is None
     error: str | None = None  # why an input cannot be processed; the job reports it and goes on
+    data: bytes | None = field(default=None, repr=False)  # the encoded file (an upload, a dataset row)
+    origin: str | None = None  # where `data` came from (a URI, a row's path), for messages
 
     @property
     def label(self) -> str:
-        """How the item is named in messages: its path, or its output name if in memory."""
+        """How the item is named in messages: where it came from, its path, or its output name."""
+        if self.origin is not None:
+            return self.origin
         return str(self.path) if self.path is not None else str(self.name)
+
+    @property
+    def source(self) -> Path | bytes | None:
+        """What readers decode: the bytes when the item holds them (decoded in memory, no
+        temporary file), else the file."""
+        return self.data if self.data is not None else self.path
 
 
 def invalid_item(label: str, reason: str) -> InputItem:
@@ -79,7 +90,17 @@ def expand_inputs(
             items.extend(_expand_one(str(raw), recursive, exclude))
         except InputError as error:
             items.append(invalid_item(str(raw), _without_label(str(error), str(raw))))
-    return deduplicate(items)
+    return deduplicate([_checked_name(item) for item in items])
+
+
+def _checked_name(item: InputItem) -> InputItem:
+    """The item with its name through the one check (`names.safe_output_name`), or invalid."""
+    if item.kind == "invalid":
+        return item
+    try:
+        return replace(item, name=safe_output_name(item.name))
+    except InputError as error:
+        return invalid_item(item.label, str(error))
 
 
 def _without_label(message: str, label: str) -> str:

@@ -16,7 +16,10 @@ kind        file                        content
 ``color``   ``NAME_depth_color.png``    8-bit RGB, min/max normalised through a matplotlib
                                         colormap (``Spectral`` as the official release).
 ``seg``     ``NAME_seg.png``            per-pixel argmax of the segmentation logits, as a
-                                        palette PNG whose pixel values are the labels.
+                                        palette PNG whose pixel values are the labels, in
+                                        the standard ADE20K colours; its text chunk
+                                        ``legend`` is JSON {"label": {"name", "rgb"}} of
+                                        the classes present (`primedepth.io.ade20k`).
 ``video``   ``NAME_depth.mp4``          colourised depth video (video inputs only).
 ==========  ==========================  ==================================================
 
@@ -31,14 +34,18 @@ output.
 from __future__ import annotations
 
 import colorsys
+import json
 import os
 from collections.abc import Iterable
+from io import BytesIO
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 from ..errors import InputError
+from .ade20k import ADE20K_CLASS_COUNT, ADE20K_PALETTE, ade20k_legend
 from .atomic import atomic_path, save_npy_atomic
 from .images import UINT16_MAX
 
@@ -156,18 +163,28 @@ def depth_to_png16(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
 # Writing and reading back
 
 
-def save_png(path: str | os.PathLike[str], image: np.ndarray | Image.Image, text: dict[str, str] | None = None) -> None:
-    """The one PNG writer: atomically, at `PNG_COMPRESS_LEVEL`, with `text` chunks so that a file
-    carries what is needed to interpret it."""
+Target = str | os.PathLike[str] | BinaryIO  # a file (written atomically) or any binary stream
+
+
+def _is_stream(target: Target) -> bool:
+    return hasattr(target, "write")
+
+
+def save_png(path: Target, image: np.ndarray | Image.Image, text: dict[str, str] | None = None) -> None:
+    """The one PNG writer: atomically (or into a binary stream), at `PNG_COMPRESS_LEVEL`, with
+    `text` chunks so that a file carries what is needed to interpret it."""
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_text(key, str(value))
     picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    if _is_stream(path):
+        picture.save(path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+        return
     with atomic_path(path) as temporary:
         picture.save(temporary, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
 
 
-def save_depth_png16(path: Path, depth: np.ndarray, text: dict[str, str] | None = None) -> None:
+def save_depth_png16(path: Target, depth: np.ndarray, text: dict[str, str] | None = None) -> None:
     """Write depth as a 16-bit PNG with its min/max in text chunks (see `read_depth_png16`).
 
     `text`: extra text chunks (e.g. that the depth is an ensemble)."""
@@ -191,13 +208,16 @@ def read_depth_png16(path: str | os.PathLike[str]) -> np.ndarray:
     return (low + values * (high - low)).astype(np.float32)
 
 
-def save_depth_npy(path: Path, depth: np.ndarray) -> None:
-    """Write the raw prediction as float32 ``.npy``."""
+def save_depth_npy(path: Target, depth: np.ndarray) -> None:
+    """Write the raw prediction as float32 ``.npy`` (a file, atomically, or a binary stream)."""
+    if _is_stream(path):
+        np.save(path, np.asarray(depth, dtype=np.float32), allow_pickle=False)
+        return
     save_npy_atomic(path, np.asarray(depth, dtype=np.float32))
 
 
 def save_color(
-    path: Path,
+    path: Target,
     depth: np.ndarray,
     colormap: str = DEFAULT_COLORMAP,
     text: dict[str, str] | None = None,
@@ -216,9 +236,10 @@ def segmentation_labels(segmentation: np.ndarray) -> np.ndarray:
 
 
 def label_palette(count: int = 256) -> list[int]:
-    """Distinct, deterministic colours for labels (golden-ratio hue steps), flat RGB list."""
-    palette = []
-    for label in range(count):
+    """Flat RGB list: the standard ADE20K colours for labels 0-149 (PrimeDepth's 150 classes, see
+    `primedepth.io.ade20k`), then distinct deterministic colours (golden-ratio hue steps)."""
+    palette = [channel for rgb in ADE20K_PALETTE[:count] for channel in rgb]
+    for label in range(len(ADE20K_PALETTE), count):
         hue = (label * 0.618033988749895) % 1.0
         value = 0.95 if label % 2 == 0 else 0.7
         palette.extend(round(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.75, value))
@@ -240,13 +261,66 @@ def labels_to_image(segmentation: np.ndarray) -> Image.Image:
     return image
 
 
-def save_segmentation(path: Path, logits: np.ndarray) -> None:
-    """Write the argmax labels as a PNG (see `labels_to_image`)."""
-    save_png(path, labels_to_image(logits))
+def save_segmentation(path: Target, logits: np.ndarray) -> None:
+    """Write the argmax labels as a PNG (see `labels_to_image`) carrying its legend as JSON in
+    the text chunk ``legend`` (see `segmentation_legend`, `read_segmentation_legend`)."""
+    legend = json.dumps(segmentation_legend(logits), separators=(",", ":"))
+    save_png(path, labels_to_image(logits), {SEGMENTATION_LEGEND_KEY: legend})
+
+
+# The PNG text chunk holding a segmentation's legend.
+SEGMENTATION_LEGEND_KEY = "legend"
+
+
+def segmentation_legend(segmentation: np.ndarray) -> dict[str, dict]:
+    """{"label": {"name", "rgb"}} for the labels present in a map (or in the argmax of logits):
+    ADE20K names and colours, "class N" and the PNG's colour for labels beyond the 150."""
+    present = np.unique(segmentation_labels(segmentation)).tolist()
+    legend = ade20k_legend(label for label in present if label < ADE20K_CLASS_COUNT)
+    palette = label_palette()
+    for label in (label for label in present if ADE20K_CLASS_COUNT <= label < 256):
+        legend[str(label)] = {"name": f"class {label}", "rgb": palette[3 * label : 3 * label + 3]}
+    return legend
+
+
+def read_segmentation_legend(path: str | os.PathLike[str]) -> dict[str, dict]:
+    """The legend a ``NAME_seg.png`` carries (empty for files written without one)."""
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get(SEGMENTATION_LEGEND_KEY)
+    return json.loads(text) if text else {}
 
 
 # --------------------------------------------------------------------------------------------
 # All per-image outputs of one prediction
+
+
+def encode_output(kind: str, stream: BinaryIO, depth: np.ndarray, segmentation: np.ndarray | None = None,
+                  colormap: str = DEFAULT_COLORMAP, png_text: dict[str, str] | None = None) -> bool:
+    """Encode one per-image output into a binary stream; False when there is nothing to encode
+    (``seg`` without segmentation, or a kind that is not per image, such as ``video``)."""
+    if kind == "png16":
+        save_depth_png16(stream, depth, png_text)
+    elif kind == "npy":
+        save_depth_npy(stream, depth)
+    elif kind == "color":
+        save_color(stream, depth, colormap, png_text)
+    elif kind == "seg" and segmentation is not None:
+        save_segmentation(stream, segmentation)
+    else:
+        return False
+    return True
+
+
+def encode_outputs(kinds: Iterable[str], depth: np.ndarray, segmentation: np.ndarray | None = None,
+                   colormap: str = DEFAULT_COLORMAP, png_text: dict[str, str] | None = None) -> dict[str, bytes]:
+    """Each requested per-image output as bytes, by kind, in memory: the bytes of the file
+    `write_outputs` writes (an HTTP answer, a dataset row: no temporary file)."""
+    encoded = {}
+    for kind in kinds:
+        buffer = BytesIO()
+        if encode_output(kind, buffer, depth, segmentation, colormap, png_text):
+            encoded[kind] = buffer.getvalue()
+    return encoded
 
 
 def write_outputs(
@@ -260,21 +334,16 @@ def write_outputs(
     """Write each requested per-image output; existing files are kept unless `overwrite`.
 
     Returns the paths actually written. The 'video' kind is handled by `DepthVideoWriter`.
-    `png_text` goes into the depth PNGs (16-bit and colour) as text chunks.
+    `png_text` goes into the depth PNGs (16-bit and colour) as text chunks. Each file is encoded
+    straight into its hidden temporary (`encode_output`), then renamed into place.
     """
     written = []
     for kind, path in paths.items():
         if path.exists() and not overwrite:
             continue
-        if kind == "png16":
-            save_depth_png16(path, depth, png_text)
-        elif kind == "npy":
-            save_depth_npy(path, depth)
-        elif kind == "color":
-            save_color(path, depth, colormap, png_text)
-        elif kind == "seg" and segmentation is not None:
-            save_segmentation(path, segmentation)
-        else:
+        if kind not in FRAME_OUTPUT_KINDS or (kind == "seg" and segmentation is None):
             continue
+        with atomic_path(path) as temporary, temporary.open("wb") as file:
+            encode_output(kind, file, depth, segmentation, colormap, png_text)
         written.append(path)
     return written

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from fractions import Fraction
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +37,27 @@ class VideoInfo:
 
 
 @contextmanager
-def _first_video_stream(path: Path) -> Iterator[tuple[Any, Any]]:
-    """(container, first video stream) of a video file; FFmpeg errors become InputError."""
+def _first_video_stream(path: Path | bytes) -> Iterator[tuple[Any, Any]]:
+    """(container, first video stream) of a video file or its bytes (decoded in memory, no
+    temporary file); FFmpeg errors become InputError."""
     import av  # lazy: start-up speed
 
-    check_readable_file(path)
+    label = "<video bytes>" if isinstance(path, bytes) else path
+    if isinstance(path, bytes):
+        if not path:
+            raise InputError(f"{label}: file is empty (0 bytes)")
+    else:
+        check_readable_file(path)
     try:
-        with av.open(str(path)) as container:
+        with av.open(BytesIO(path) if isinstance(path, bytes) else str(path)) as container:
             if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
+                raise InputError(f"{label}: no video stream")
             yield container, container.streams.video[0]
     except av.error.FFmpegError as error:
-        raise InputError(f"{path}: corrupt or unreadable video ({error})") from None
+        raise InputError(f"{label}: corrupt or unreadable video ({error})") from None
 
 
-def probe_video(path: Path) -> VideoInfo:
+def probe_video(path: Path | bytes) -> VideoInfo:
     """Frame rate and (if the container knows it) frame count, without decoding frames."""
     with _first_video_stream(path) as (_, stream):
         fps = stream.average_rate or stream.guessed_rate or Fraction(25)
@@ -82,7 +89,7 @@ class DecodedFrame:
     error: str | None = None
 
 
-def read_video(path: Path) -> Iterator[DecodedFrame]:
+def read_video(path: Path | bytes) -> Iterator[DecodedFrame]:
     """Every frame of the first video stream, packet by packet, going on after a corrupt one.
 
     Indices are in decoding order; for streams with B-frames the index of an undecodable frame

@@ -1,21 +1,20 @@
-"""Response files: written by the package's own writers, then read back as bytes.
+"""Response files: encoded by the package's own writers, in memory.
 
-`encode_outputs` calls `primedepth.io.write_outputs`, the function `primedepth predict` writes
-its files with, into a private temporary folder: a PNG or ``.npy`` from the server has the same
-content as the file the CLI writes for the same depth. Several files travel as one zip archive
-with a ``metadata.json`` beside them.
+`encode_outputs` calls `primedepth.io.encode_outputs`, the encoder `primedepth predict` writes
+its files with, straight into memory (no temporary file per request): a PNG or ``.npy`` from the
+server has the same bytes as the file the CLI writes for the same depth. Several files travel as
+one zip archive with a ``metadata.json`` beside them.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import zipfile
 from io import BytesIO
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
-from ..io.outputs import output_paths, write_outputs
+from ..io import outputs as io_outputs
 
 __all__ = ["encode_outputs", "zip_files", "media_type", "METADATA_FILE", "ZIP_MEDIA_TYPE"]
 
@@ -35,10 +34,8 @@ def encode_outputs(name: str, result: Any, kinds: tuple[str, ...], colormap: str
 
     The PNGs carry the text chunks of the job that predicted them, as the CLI's do."""
     prediction = result.prediction
-    with tempfile.TemporaryDirectory(prefix="primedepth-encode-") as folder:
-        paths = output_paths(Path(folder), PurePosixPath(name), kinds)
-        write_outputs(paths, prediction.depth, prediction.segmentation, colormap, png_text=result.png_text)
-        return {path.name: path.read_bytes() for path in paths.values() if path.exists()}
+    encoded = io_outputs.encode_outputs(kinds, prediction.depth, prediction.segmentation, colormap, result.png_text)
+    return {f"{PurePosixPath(name).name}{io_outputs.OUTPUT_SUFFIXES[kind]}": data for kind, data in encoded.items()}
 
 
 def zip_files(files: dict[str, bytes], metadata: dict[str, Any]) -> bytes:

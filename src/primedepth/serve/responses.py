@@ -50,9 +50,13 @@ def _image_entry(name: str, sizes: ImageSizes, result: DepthResult, files: list[
     }
 
 
-def depth_metadata(model_info: dict[str, Any], request: DepthRequest, images: list[dict[str, Any]]) -> dict[str, Any]:
-    """The response metadata: model, revision, seed, prompt, sizes, and what the depth means."""
+def depth_metadata(model_info: dict[str, Any], request: DepthRequest, images: list[dict[str, Any]],
+                   run: dict[str, str] | None = None) -> dict[str, Any]:
+    """The response metadata: the run metadata every output carries (`primedepth.engine.run_metadata`:
+    the PNG text chunks, the job record and Parquet rows hold the same), then model, revision,
+    seed, prompt, sizes, and what the depth means."""
     return {
+        **(run or {}),
         **model_info,
         "depth": DEPTH_QUANTITY,
         "affine_invariant": True,
@@ -78,7 +82,8 @@ def encode_answer(model_info: dict[str, Any], request: DepthRequest, names: Sequ
         encoded = encode_outputs(name, result, request.outputs, request.colormap)
         files.update(encoded)
         entries.append(_image_entry(name, size, result, list(encoded)))
-    return files, depth_metadata(model_info, request, entries)
+    run = dict(results[0].png_text) if results else None
+    return files, depth_metadata(model_info, request, entries, run)
 
 
 def build_response(files: dict[str, bytes], metadata: dict[str, Any]) -> Response:

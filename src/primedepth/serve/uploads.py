@@ -2,7 +2,7 @@
 
 An upload is classified from its header first (empty, not an image, too many pixels, too small),
 so each bad upload gets its own HTTP status and a message naming the problem. It is then decoded
-by `primedepth.io.read_image` itself, from a private temporary file: the server accepts exactly
+by `primedepth.io.read_image` itself, from the bytes in memory: the server accepts exactly
 what the CLI accepts (EXIF orientation, 16-bit colour, palettes, alpha) and gives the model the
 same array. Only bytes are accepted, never a path or URL: there is nothing to traverse or fetch.
 """
@@ -10,7 +10,6 @@ same array. Only bytes are accepted, never a path or URL: there is nothing to tr
 from __future__ import annotations
 
 import re
-import tempfile
 import warnings
 from io import BytesIO
 from pathlib import Path
@@ -20,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from ..io.images import read_image
+from ..io.names import safe_output_name
 from ..processing import MIN_IMAGE_SIDE
 from .errors import ApiError
 
@@ -33,7 +33,7 @@ def safe_stem(filename: str | None, fallback: str) -> str:
     """An output name from a client's file name: no folders, no odd characters, never empty."""
     stem = Path((filename or "").replace("\\", "/")).stem
     stem = _UNSAFE.sub("_", stem).strip("._")[:MAX_STEM_CHARS]
-    return stem or fallback
+    return str(safe_output_name(stem)) if stem else fallback  # the one name check of every source
 
 
 def _header_size(data: bytes, label: str, max_pixels: int) -> tuple[int, int]:
@@ -83,11 +83,7 @@ def decode_upload(data: bytes, label: str, max_pixels: int, max_bytes: int) -> n
         )
     width, height = _header_size(data, label, max_pixels)
     check_image_size(width, height, label)
-    with tempfile.TemporaryDirectory(prefix="primedepth-upload-") as folder:
-        path = Path(folder) / "upload"
-        path.write_bytes(data)
-        try:
-            return read_image(path, max_pixels=max_pixels)
-        except InputError as error:
-            reason = str(error).removeprefix(f"{path}: ")
-            raise ApiError(400, "corrupt_image", f"{label}: {reason}") from None
+    try:
+        return read_image(data, max_pixels=max_pixels, label=label)  # in memory: no temporary file
+    except InputError as error:
+        raise ApiError(400, "corrupt_image", str(error)) from None
