@@ -75,3 +75,9 @@ CONVERTED_MODEL_LICENCE = MODEL_LICENCES[OFFICIAL_REPO_ID]
 def model_licence(source: str) -> str:
     """The licence of a model by hub id; local folders and unknown ids: say where to look."""
     return MODEL_LICENCES.get(str(source), "unknown: see the model card or the folder's licence file")
+
+# The smallest processing size (`max_size`) accepted everywhere: the shortest side Stable
+# Diffusion's UNet can process (see `processing.smallest_processable_side`); a smaller one would
+# only downscale an image to upscale it again. Here, not in `processing`, so that settings
+# modules can check it without importing torch.
+MIN_MAX_SIZE = 64

@@ -22,11 +22,12 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from .constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE
+from .constants import DEFAULT_MAX_SIZE, MIN_MAX_SIZE, VAE_DOWNSAMPLE
 from .errors import InputError
 from .io.outputs import DEFAULT_COLORMAP, colorize_depth, depth_to_png16, labels_to_image
 
-__all__ = ["ImageInput", "PreparedImage", "processed_size", "to_rgb_float", "to_rgb_uint8", "prepare_image", "as_image_list", "restore_size",
+__all__ = ["ImageInput", "PreparedImage", "processed_size", "processing_size", "check_aspect_ratio",
+           "MAX_ASPECT_RATIO", "MIN_MAX_SIZE", "MIN_IMAGE_SIDE", "to_rgb_float", "to_rgb_uint8", "prepare_image", "as_image_list", "restore_size",
            "PrimeDepthImageProcessor"]
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
@@ -34,6 +35,9 @@ ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 # The smallest image accepted: anything smaller than the model can process is upscaled first
 # (see `smallest_processable_side`) and its depth resized back to the input size.
 MIN_IMAGE_SIDE = 2
+# The most elongated image accepted (longer side / shorter side). Thinner images would need a
+# longer side above 64 * 64 = 4096 pixels once their shorter side is at the model's minimum.
+MAX_ASPECT_RATIO = 64
 _FLOAT_RANGE_SLACK = 1e-3
 
 
@@ -54,7 +58,8 @@ def processed_size(height: int, width: int, max_size: int) -> tuple[int, int]:
 
     Not resized when the longer side is <= max_size. Square images become max_size squared.
     Otherwise torchvision's Resize(size=max_size - 1, max_size=max_size) rule applies, whose
-    int() truncations are reproduced (1300x600 -> 1024x472).
+    int() truncations are reproduced (1300x600 -> 1024x472). No side ever becomes 0 (the
+    truncation would make one of very elongated images): it is kept at 1 at least.
     """
     if max(height, width) <= max_size:
         return height, width
@@ -64,16 +69,24 @@ def processed_size(height: int, width: int, max_size: int) -> tuple[int, int]:
     new_short, new_long = max_size - 1, int((max_size - 1) * long / short)
     if new_long > max_size:
         new_short, new_long = int(max_size * new_short / new_long), max_size
+    new_short = max(1, new_short)
     return (new_long, new_short) if height > width else (new_short, new_long)
 
 
-def upscaled_size(size: tuple[int, int], min_size: int) -> tuple[int, int]:
-    """`size` scaled up (aspect kept) so that its shorter side is at least `min_size`."""
-    short = min(size)
-    if short >= min_size:
-        return size
-    factor = min_size / short
-    return tuple(max(min_size, round(side * factor)) for side in size)  # type: ignore[return-value]
+def aspect_ratio(height: int, width: int) -> float:
+    """Longer side over shorter side (1 for squares)."""
+    return max(height, width) / max(1, min(height, width))
+
+
+def check_aspect_ratio(height: int, width: int) -> None:
+    """Refuse, with the reason, images more elongated than `MAX_ASPECT_RATIO`:1: with its shorter
+    side at the model's minimum such an image would cost more than a normal photo at full size."""
+    ratio = aspect_ratio(height, width)
+    if ratio > MAX_ASPECT_RATIO:
+        raise InputError(
+            f"image of {width}x{height} pixels is too elongated to process: its aspect ratio is "
+            f"{ratio:.4g}:1, beyond the {MAX_ASPECT_RATIO}:1 this model accepts; crop it into parts"
+        )
 
 
 def smallest_processable_side(unet_config: Any) -> int:
@@ -174,24 +187,35 @@ def _resize(rgb: np.ndarray, size: tuple[int, int], is_8bit: bool) -> torch.Tens
 
 
 def processing_size(height: int, width: int, max_size: int, min_size: int = VAE_DOWNSAMPLE) -> tuple[int, int]:
-    """(height, width) an image is run at: the official downscale to `max_size`, then up to
-    `min_size` (the shortest side the model can process, see `smallest_processable_side`)."""
-    return upscaled_size(processed_size(height, width, max_size), min_size)
+    """(height, width) an image is run at: the one sizing rule of the pipeline, the CLI and the server.
+
+    1. images beyond `MAX_ASPECT_RATIO`:1 are refused (`InputError` naming the ratio);
+    2. the official downscale to `max_size` (taken as at least `min_size`: a smaller one would be
+       undone by step 3), see `processed_size`;
+    3. when the shorter side is then below `min_size`, the input scaled so that it is `min_size`, the shortest side the model can process
+       (see `smallest_processable_side`). A thin image's longer side may then exceed `max_size`;
+       its pixels stay below min_size**2 * MAX_ASPECT_RATIO, a normal photo's cost.
+
+    Any image of at least `MIN_IMAGE_SIDE` pixels a side within the ratio gets a size whose sides are
+    >= min_size; nothing divides by zero.
+    """
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise InputError(f"image of {width}x{height} pixels is too small: both sides must be >= {MIN_IMAGE_SIDE}")
+    check_aspect_ratio(height, width)
+    size = processed_size(height, width, max(max_size, min_size))
+    if min(size) >= min_size:
+        return size
+    # From the input size: the downscale's int() truncations would distort a thin image's shape.
+    scale = min_size / min(height, width)
+    return tuple(max(min_size, round(side * scale)) for side in (height, width))  # type: ignore[return-value]
 
 
 def prepare_image(image: ImageInput, max_size: int, min_size: int = VAE_DOWNSAMPLE) -> PreparedImage:
-    """Validate one image and turn it into model input (official pre-processing). Images whose
-    shorter side would be below `min_size` (what the model can process) are upscaled to it."""
+    """Validate one image and turn it into model input (official pre-processing); its size comes
+    from `processing_size` (thin or tiny images are upscaled, beyond MAX_ASPECT_RATIO refused)."""
     rgb, is_8bit = to_rgb_float(image)
     input_size = rgb.shape[:2]
     size = processing_size(*input_size, max_size, min_size)
-    budget = max(max_size, min_size) ** 2  # upscaling a thin image may pass max_size, not its area
-    if size[0] * size[1] > budget:
-        raise InputError(
-            f"image of {input_size[1]}x{input_size[0]} pixels is too elongated to process: its shorter side "
-            f"needs {min_size} pixels, which makes it {size[1]}x{size[0]}, more pixels than max_size "
-            f"{max_size} allows; crop it"
-        )
     if size == input_size:
         pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
     else:

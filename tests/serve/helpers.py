@@ -6,9 +6,7 @@ optional serving packages are required under CI=true; locally a missing one skip
 
 from __future__ import annotations
 
-import importlib
 import io
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,16 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ..extras import require_extra
 
-def require(module: str, why: str) -> Any:
-    """Import `module`, or skip (fail under CI=true) naming what is missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        message = f"{why} needs {module} ({error}); install the extra: pip install -e '.[serve]'"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message, allow_module_level=True)
+
+def require(module: str, why: str, extra: str = "serve") -> Any:
+    """Import `module` for `why`, or skip (fail under CI=true): `tests.extras.require_extra`."""
+    return require_extra(module, extra, purpose=why)
 
 
 require("fastapi", "the HTTP API")
@@ -75,15 +69,23 @@ def wait_ready(url: str, timeout: float = READY_TIMEOUT_S) -> dict:
 
 
 class SlowPipeline:
-    """A pipeline that takes `delay` seconds longer per call: makes queues fill deterministically."""
+    """A pipeline whose forward passes take `delay` seconds longer: makes queues fill deterministically.
+    `calls` counts its forward passes (the server's `predict_raw`, the engine's `__call__`)."""
 
     def __init__(self, pipeline: Any, delay: float) -> None:
         self._pipeline = pipeline
         self._delay = delay
+        self.calls = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         time.sleep(self._delay)
+        self.calls += 1
         return self._pipeline(*args, **kwargs)
+
+    def predict_raw(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(self._delay)
+        self.calls += 1
+        return self._pipeline.predict_raw(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pipeline, name)

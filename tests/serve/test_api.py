@@ -219,9 +219,29 @@ def test_too_many_images_and_too_large_bodies_are_refused(api):
     assert_still_serving(api.url)
 
 
-def test_metrics_count_requests_and_errors_by_kind(api):
-    post(api.url, [("bad.png", b"")])
+def _answers(url: str) -> dict[tuple[str, str], float]:
+    """primedepth_requests_total by (status, route)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(http.get(f"{url}/metrics").text)
+    [family] = [f for f in families if f.name == "primedepth_requests"]
+    return {(s.labels["status"], s.labels["route"]): s.value for s in family.samples if s.name.endswith("_total")}
+
+
+def test_metrics_count_every_answer_by_status(api):
+    """Answers written by the handler, FastAPI's validation and the body limit all count."""
+    before = _answers(api.url)
+    post(api.url, [("bad.png", b"")])  # 400 from the handler
+    http.post(f"{api.url}/v1/depth", data={"seed": "x"})  # 422 from FastAPI's own validation
+    http.post(f"{api.url}/v1/depth", content=b"\0" * (api.service.settings.max_request_bytes + 1),
+              headers={"content-type": "multipart/form-data; boundary=b"})  # 413 from the body limit
+    post(api.url, [("ok.png", png_bytes(random_image(8)))], outputs="npy")  # 200
+    http.get(f"{api.url}/no-such-page")  # 404
+    after = _answers(api.url)
+    for status, route in (("400", "depth"), ("422", "depth"), ("413", "depth"), ("200", "depth"), ("404", "other")):
+        assert after.get((status, route), 0) - before.get((status, route), 0) == 1, (status, route, after)
     text = http.get(f"{api.url}/metrics").text
-    assert 'primedepth_errors_total{kind="empty_upload"}' in text
-    assert 'primedepth_requests_total{status="200"}' in text and "primedepth_request_seconds_bucket" in text
-    assert "primedepth_queue_length 0.0" in text and "primedepth_ready 1.0" in text
+    assert 'primedepth_errors_total{kind="empty_upload"}' in text and "primedepth_request_seconds_bucket" in text
+    assert 'primedepth_errors_total{kind="request_too_large"}' in text and 'primedepth_errors_total{kind="invalid_request"}' in text
+    assert "primedepth_queue_length 0.0" in text and "primedepth_queue_pixels 0.0" in text
+    assert "primedepth_ready 1.0" in text

@@ -2,14 +2,14 @@
 
 Mounted at /demo next to the API (`primedepth serve --demo`): upload a photo, predict, see the
 input and colour depth side by side, download the 16-bit PNG and the .npy (the files the CLI
-writes), and keep a screenshot under the test's tmp_path. Without a browser the test is
-skipped locally and fails under CI=true.
+writes), and keep a screenshot under the test's tmp_path. With an API key, the browser is sent
+to the login page: without the key no prediction is possible, after entering it the demo works.
+Without a browser the tests are skipped locally and fail under CI=true.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 
@@ -18,10 +18,11 @@ import pytest
 
 import primedepth
 
+from ..extras import skip_or_fail
 from .helpers import png_bytes, random_image, require, start_server
 
 require("gradio", "the browser demo")
-sync_api = require("playwright.sync_api", "the browser test")
+sync_api = require("playwright.sync_api", "the browser test", extra="test")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As a root user in a sandbox, offline: no setuid sandbox, no GPU, no calls home.
@@ -33,10 +34,7 @@ TIMEOUT_MS = 90_000
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        message = "no Chromium at /usr/bin/chromium: apt-get install -y chromium (Debian's package)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_or_fail("no Chromium at /usr/bin/chromium: apt-get install -y chromium (Debian's package)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
@@ -72,3 +70,41 @@ def test_the_demo_predicts_shows_and_downloads_depth(browser, tiny_model, refere
     assert (tmp_path / "demo.png").stat().st_size > 10_000  # the artefact of this test
     np.testing.assert_array_equal(depth, np.load(tmp_path / "cli" / "photo_depth.npy"))
     assert png16 == (tmp_path / "cli" / "photo_depth.png").read_bytes()
+
+
+def test_a_keyed_demo_needs_the_key_typed_into_the_login_page(browser, tiny_model, tmp_path):
+    key = "browser-key-0123456789abcdef"
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(random_image(61, (48, 64))))
+    server = start_server(tiny_model, api=True, demo_path="/demo", api_key=key)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"{server.url}/demo/", wait_until="domcontentloaded")
+        assert page.url.startswith(f"{server.url}/login")  # no demo without the key
+        assert page.request.get(f"{server.url}/demo/config").status == 401
+        upload = page.request.post(f"{server.url}/demo/gradio_api/upload",
+                                   multipart={"files": {"name": "p.png", "mimeType": "image/png", "buffer": photo.read_bytes()}})
+        join = page.request.post(f"{server.url}/demo/gradio_api/queue/join", data={"data": [], "fn_index": 0})
+        assert upload.status == 401 and join.status == 401  # nor any prediction through Gradio's API
+        page.fill("#key", "not-the-key")
+        page.click("#sign-in")
+        assert "wrong key" in page.content() and page.request.get(f"{server.url}/demo/config").status == 401
+        page.fill("#key", key)
+        page.click("#sign-in")
+        page.wait_for_url(f"{server.url}/demo/", timeout=TIMEOUT_MS)
+        page.locator("#photo input[type=file]").set_input_files(str(photo))
+        page.locator("#photo img").first.wait_for(timeout=TIMEOUT_MS)
+        page.locator("#predict").click()
+        links = page.locator("#downloads a[download]")
+        links.nth(1).wait_for(timeout=TIMEOUT_MS)
+        names = {links.nth(i).get_attribute("download") for i in range(links.count())}
+        npy = page.request.get(next(links.nth(i).get_attribute("href") for i in range(links.count())
+                                    if links.nth(i).get_attribute("download") == "photo_depth.npy"))
+        assert npy.status == 200 and np.load(io.BytesIO(npy.body())).shape == (48, 64)
+        cookies = page.context.cookies()
+    finally:
+        page.close()
+        server.__exit__(None, None, None)
+    assert {"photo_depth.png", "photo_depth.npy"} <= names
+    [session] = [cookie for cookie in cookies if cookie["name"] == "primedepth_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and key not in session["value"]

@@ -1,10 +1,12 @@
-"""`primedepth serve --ray`: the same app as a Ray Serve deployment answers the same requests with
-the same results (a local Ray: 2 CPUs, a small object store, everything on 127.0.0.1)."""
+"""`primedepth serve --ray`: `serve_on_ray` end to end on a local Ray instance (2 CPUs, a small
+object store, everything on 127.0.0.1): the same app answers the same requests with the same
+results, behind the same key, and batches concurrent requests."""
 
 from __future__ import annotations
 
 import io
 import socket
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 import primedepth
+from primedepth.errors import InputError
 from primedepth.jobs import JOB_RECORD
 from primedepth.serve.settings import ServeSettings
 
@@ -22,30 +25,80 @@ serve = require("ray.serve", "the Ray Serve test")
 ray_serve = require("primedepth.serve.ray_serve", "the Ray Serve test")
 
 SEED = 3
+KEY = "ray-key-0123456789"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+SMALL_RAY = {"num_cpus": 2, "object_store_memory": 100 * 1024**2, "log_to_driver": False,
+             "_node_ip_address": "127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
 def ray_url(tiny_model):
-    ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = ServeSettings(model=str(tiny_model), device="cpu", batch_size=2, batch_window_ms=300, port=port,
+                             api_key=KEY)
+    stop = threading.Event()
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(ray_serve.serve_on_ray(settings, ray_serve.RayOptions(), ray_init=SMALL_RAY, stop=stop))
+        except BaseException as error:  # reported by the fixture
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="serve-on-ray")
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
     try:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = ServeSettings(model=str(tiny_model), device="cpu", batch_size=2, batch_window_ms=300)
-        serve.run(ray_serve.build_application(settings, ray_serve.RayOptions()), name=ray_serve.APP_NAME, route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
+        _wait_for_http(url, thread)
         wait_ready(url)
         yield url
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        stop.set()
+        thread.join(timeout=120)
+    assert outcome == [0], outcome  # serve_on_ray returned after shutting Ray down
+    assert not ray.is_initialized()
 
 
-def post(url, uploads, **fields):
+def _wait_for_http(url, thread, timeout=180.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http.get(f"{url}/healthz", timeout=2).status_code == 200:  # the app, not Ray's proxy alone
+                return
+        except Exception:
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("serve_on_ray did not start serving")
+        time.sleep(0.25)
+
+
+def post(url, uploads, headers=HEADERS, **fields):
     files = [("image", (name, data, "image/png")) for name, data in uploads]
-    return http.post(f"{url}/v1/depth", files=files, data={k: str(v) for k, v in fields.items()})
+    return http.post(f"{url}/v1/depth", files=files, data={k: str(v) for k, v in fields.items()}, headers=headers)
+
+
+def test_more_than_one_demo_replica_is_refused():
+    with pytest.raises(InputError, match="--replicas 1"):
+        ray_serve.check_demo_replicas(ray_serve.RayOptions(replicas=2), demo=True)
+    ray_serve.check_demo_replicas(ray_serve.RayOptions(replicas=2), demo=False)
+    ray_serve.check_demo_replicas(ray_serve.RayOptions(replicas=1), demo=True)
+
+
+def test_the_command_refuses_several_demo_replicas_before_starting_ray(capsys, tiny_model):
+    from primedepth.cli import main
+
+    assert main(["serve", "--ray", "--demo", "--replicas", "3", "--model", str(tiny_model)]) == 2
+    assert "--replicas 1" in capsys.readouterr().err and not ray.is_initialized()
+
+
+def test_ray_serve_needs_the_key(ray_url):
+    answer = post(ray_url, [("a.png", png_bytes(random_image(1)))], headers={})
+    assert answer.status_code == 401 and answer.json()["error"] == "unauthorized"
+    assert http.get(f"{ray_url}/readyz").json() == {"status": "ready"}
 
 
 def test_ray_serve_answers_like_predict(ray_url, reference, tmp_path):
@@ -77,7 +130,7 @@ def test_ray_serve_batches_concurrent_requests(ray_url, reference):
         assert answer.status_code == 200, answer.text
         depth = np.load(io.BytesIO(answer.content))
         assert int(np.argmin([np.abs(depth - e).mean() for e in expected])) == own
-    metrics = http.get(f"{ray_url}/metrics").text
+    metrics = http.get(f"{ray_url}/metrics", headers=HEADERS).text
     count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("primedepth_batch_size_count")))
     total = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("primedepth_batch_size_sum")))
     assert total >= 4 and count < total  # @serve.batch put several requests in one batch

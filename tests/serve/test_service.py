@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -65,12 +67,59 @@ def test_a_full_queue_answers_503_with_retry_after(live_server, tiny_model, refe
     assert 'primedepth_errors_total{kind="queue_full"}' in http.get(f"{server.url}/metrics").text
 
 
-def test_a_slow_request_times_out_with_504(live_server, tiny_model):
-    slow = SlowPipeline(load_pipeline(tiny_model, "cpu"), delay=0.8)
-    server = live_server(pipeline=slow, timeout_s=0.3)
+def test_a_slow_request_times_out_with_504_and_keeps_its_place_until_the_work_stops(live_server, tiny_model):
+    slow = SlowPipeline(load_pipeline(tiny_model, "cpu"), delay=1.5)
+    server = live_server(pipeline=slow, timeout_s=0.3, max_queue=1)
     answer = post_one(server.url, random_image(40))
     assert (answer.status_code, answer.json()["error"]) == (504, "timeout")
+    assert "primedepth_queue_length 1.0" in http.get(f"{server.url}/metrics").text  # the worker still runs it
+    busy = post_one(server.url, random_image(41))
+    assert (busy.status_code, busy.json()["error"]) == (503, "queue_full")
+    deadline = time.monotonic() + 20
+    while "primedepth_queue_length 0.0" not in http.get(f"{server.url}/metrics").text:
+        assert time.monotonic() < deadline, "the queue place was never given back"
+        time.sleep(0.05)
     assert http.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_what_can_never_fit_is_refused_at_once_with_the_limits(live_server, tiny_model):
+    """More images than the queue holds, or more pixels than its budget: 413, not a 503 to retry."""
+    server = live_server(max_images=3, max_queue=2, max_queue_pixels=5000)
+    three = [("image", (f"{i}.png", png_bytes(random_image(i)), "image/png")) for i in range(3)]
+    answer = http.post(f"{server.url}/v1/depth", files=three)
+    assert (answer.status_code, answer.json()["error"]) == (413, "too_many_images")
+    assert "at most 2" in answer.json()["message"] and "max_queue 2" in answer.json()["message"]
+    assert "retry-after" not in answer.headers
+    answer = post_one(server.url, random_image(1, (60, 90)))  # 5400 pixels
+    assert (answer.status_code, answer.json()["error"]) == (413, "too_many_pixels")
+    assert "budget of 0.0 MP (max_queue_pixels)" in answer.json()["message"]
+    assert post_one(server.url, random_image(2, (40, 56)), outputs="npy").status_code == 200  # 2240 pixels fit
+    assert http.get(f"{server.url}/v1/info").json()["limits"]["max_images"] == 2
+
+
+def test_the_queue_is_bounded_by_pixels(live_server, tiny_model):
+    slow = SlowPipeline(load_pipeline(tiny_model, "cpu"), delay=1.0)
+    server = live_server(pipeline=slow, batch_size=1, max_queue=8, max_queue_pixels=3000, batch_window_ms=0)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda seed: post_one(server.url, random_image(seed), outputs="npy"), (50, 51)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200, 503], statuses  # 2 x 2240 pixels exceed 3000 although 2 images < 8
+    assert "MP queued" in next(a for a in answers if a.status_code == 503).json()["message"]
+
+
+def test_sizes_the_model_cannot_take_get_422_naming_why(live_server):
+    server = live_server()
+    answer = post_one(server.url, random_image(3), max_size=32)
+    assert (answer.status_code, answer.json()["error"]) == (422, "bad_max_size")
+    assert "between 64 (the smallest accepted)" in answer.json()["message"]
+    thin = np.zeros((16, 4000, 3), np.uint8)
+    answer = post_one(server.url, thin, max_size=128)
+    assert (answer.status_code, answer.json()["error"]) == (422, "image_not_processable"), answer.text
+    assert "aspect ratio is 250:1" in answer.json()["message"]
+    photo = post_one(server.url, random_image(4, (120, 160)), max_size=64, outputs="npy")
+    assert photo.status_code == 200, photo.text
+    assert np.load(io.BytesIO(photo.content)).shape == (120, 160)
+    assert json.loads(photo.headers["primedepth-metadata"])["images"][0]["processing_size"] == {"width": 85, "height": 64}
 
 
 def test_segmentation_needs_a_model_with_its_head(live_server, tmp_path):
@@ -88,8 +137,10 @@ def test_other_addresses_need_a_key_or_a_loud_opt_out(capsys):
     check_bind(ServeSettings(host="0.0.0.0", api_key="k"))
     with pytest.raises(InputError, match="--api-key"):
         check_bind(ServeSettings(host="0.0.0.0"))
-    with pytest.raises(InputError, match="demo has no authentication"):
-        check_bind(ServeSettings(host="0.0.0.0", api_key="k"), demo=True)
+    check_bind(ServeSettings(host="0.0.0.0", api_key="k"), demo=True)  # the key protects the demo too
+    with pytest.raises(InputError, match="--api-key-file"):
+        check_bind(ServeSettings(host="0.0.0.0"), demo=True)
+    assert "WITHOUT AUTHENTICATION" not in capsys.readouterr().err
     check_bind(ServeSettings(host="0.0.0.0", insecure_no_auth=True), demo=True)
     assert "WITHOUT AUTHENTICATION" in capsys.readouterr().err
     assert ServeSettings(host="0.0.0.0").with_env_key({"PRIMEDEPTH_API_KEY": "from-env"}).api_key == "from-env"
@@ -141,3 +192,27 @@ def test_the_server_of_the_command_answers_and_stops(tiny_model, reference):
         server.should_exit = True
         thread.join(timeout=30)
     assert not thread.is_alive() and service.error is None
+
+
+def test_sigterm_stops_the_server_with_a_message_that_fits(tiny_model, capsys):
+    """uvicorn shuts down gracefully, then re-raises SIGTERM; the command says the server stopped
+    (not predict's 'partial outputs were removed') and exits 143."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def terminate_when_ready() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if http.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_ready, daemon=True).start()
+    code = main(["serve", "--model", str(tiny_model), "--device", "cpu", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert "primedepth serve: terminated (SIGTERM); the server stopped" in err and "partial outputs" not in err

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from .serve import add_model_arguments, add_request_arguments, add_server_arguments, settings_from_args
+from .serve import add_model_arguments, add_request_arguments, add_server_arguments, serve_until_stopped, settings_from_args
 
 DEFAULT_DEMO_PORT = 7860
 
 DESCRIPTION = """\
 Open PrimeDepth in the browser: upload a photo or pick an example, see the photo and its
 colour depth side by side, download the 16-bit PNG and the .npy, or turn a short clip into a
-depth video. Depth is relative (affine-invariant inverse depth). The demo has no login: it
-binds 127.0.0.1 unless --host is given with --insecure-no-auth. To run it next to the HTTP
-API on one model, use `primedepth serve --demo` (demo at /demo).
+depth video. Depth is relative (affine-invariant inverse depth). It binds 127.0.0.1 unless
+--host is given; another address needs a key (--api-key-file FILE or $PRIMEDEPTH_API_KEY),
+which browser users type into the login page once, or, loudly, --insecure-no-auth. To run it
+next to the HTTP API on one model, use `primedepth serve --demo` (demo at /demo).
 """
 
 
@@ -31,4 +32,5 @@ def run(args: argparse.Namespace) -> int:
     """Serve the demo until interrupted."""
     from ..serve.server import run_server  # lazy: gradio, fastapi, torch
 
-    return run_server(settings_from_args(args), api=False, demo_path="/")
+    settings = settings_from_args(args)
+    return serve_until_stopped("demo", lambda: run_server(settings, api=False, demo_path="/"))

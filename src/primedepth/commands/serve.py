@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 from ..constants import OFFICIAL_REPO_ID
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
-from ..serve.settings import API_KEY_ENV, MEBIBYTE, ServeSettings
+from ..errors import InputError
+from ..serve.settings import API_KEY_ENV, API_KEY_FILE_ENV, MEBIBYTE, ServeSettings, read_key_file
 from .predict import _batch_size  # the same 'auto' or N as `primedepth predict --batch-size`
 
 DESCRIPTION = """\
@@ -17,15 +20,20 @@ warm-up prediction. Depth is affine-invariant inverse depth (relative: larger = 
 Answers are one file when one image and one output kind are asked for, else a zip of the
 files plus metadata.json; the metadata (model, revision, seed, prompt, processing size) is
 also in the PrimeDepth-Metadata header. Concurrent requests are batched (--batch-size,
---batch-window-ms). Only 127.0.0.1 is bound unless --host is given, and another address
-needs --api-key (or $PRIMEDEPTH_API_KEY) or, loudly, --insecure-no-auth.
+--batch-window-ms), also when their seeds, prompts and sizes differ.
+
+With a key (--api-key-file FILE, $PRIMEDEPTH_API_KEY or $PRIMEDEPTH_API_KEY_FILE) every route
+needs it (Authorization: Bearer KEY or X-API-Key: KEY): the API, the demo and its Gradio API,
+/docs, /openapi.json and /metrics (unless --metrics-public); only /healthz and a bare /readyz
+stay open. Browser users enter the key once at /login (a session cookie). Only 127.0.0.1 is
+bound unless --host is given, and another address needs a key or, loudly, --insecure-no-auth.
 """
 
 EPILOG = f"""\
 examples:
   primedepth serve --model ./primedepth-model
   primedepth serve --demo                      # API, plus the browser demo at /demo
-  PRIMEDEPTH_API_KEY=secret primedepth serve --host 0.0.0.0 --device cuda --dtype bf16 --batch-size 8
+  primedepth serve --host 0.0.0.0 --api-key-file /run/secrets/primedepth --demo --device cuda --dtype bf16
   primedepth serve --ray --replicas 2 --gpus-per-replica 1
   curl -F image=@photo.jpg -F outputs=png16 http://127.0.0.1:8000/v1/depth -o photo_depth.png
 
@@ -33,6 +41,7 @@ default model: {OFFICIAL_REPO_ID} (downloaded once, then cached).
 """
 
 _DEFAULTS = ServeSettings.__dataclass_fields__
+INTERRUPTED_EXIT, TERMINATED_EXIT = 130, 143  # as `primedepth.cli`
 
 
 def _default(name: str) -> object:
@@ -71,6 +80,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                        help="how long a batch waits for more requests (default: %(default)s)")
     group.add_argument("--max-queue", type=int, default=_default("max_queue"), metavar="IMAGES",
                        help="images waiting or running before 503 + Retry-After (default: %(default)s)")
+    group.add_argument("--max-queue-megapixels", type=float, default=_default("max_queue_pixels") / 1e6, metavar="MP",
+                       help="input megapixels waiting or running before 503; a request above it gets 413 "
+                            "(default: %(default)s)")
     group.add_argument("--max-upload-mb", type=float, default=_default("max_upload_bytes") / MEBIBYTE, metavar="MB",
                        help="largest image upload (default: %(default)s)")
     group.add_argument("--max-megapixels", type=float, default=_default("max_pixels") / 1e6, metavar="MP",
@@ -79,6 +91,16 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                        help="images per request (default: %(default)s)")
     group.add_argument("--timeout", type=float, default=_default("timeout_s"), metavar="SECONDS",
                        help="per-request limit, then 504 (default: %(default)s)")
+    group.add_argument("--demo-max-mb", type=float, default=_default("max_demo_bytes") / MEBIBYTE, metavar="MB",
+                       help="disk for the demo's result files; the oldest are deleted beyond it (default: %(default)s)")
+    group.add_argument("--demo-max-points", type=int, default=_default("max_display_points"), metavar="N",
+                       help="points of the demo's PLY and faces of its GLB (default: %(default)s)")
+    keys = parser.add_argument_group("authentication")
+    keys.add_argument("--api-key-file", metavar="FILE",
+                      help=f"require the key in FILE (one line) on every route but /healthz and /readyz; "
+                           f"default: ${API_KEY_ENV}, or the file ${API_KEY_FILE_ENV} names")
+    keys.add_argument("--api-key", help="the key itself (visible to other users in `ps`: prefer --api-key-file)")
+    keys.add_argument("--metrics-public", action="store_true", help="serve /metrics without the key")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,7 +110,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     add_request_arguments(parser)
     add_server_arguments(parser)
-    parser.add_argument("--api-key", help=f"require this key (Authorization: Bearer KEY); default: ${API_KEY_ENV}")
     parser.add_argument("--demo", action="store_true", help="also serve the browser demo at /demo (same model)")
     ray = parser.add_argument_group("Ray Serve (pip install 'ray[serve]')")
     ray.add_argument("--ray", action="store_true", help="deploy the same app on Ray Serve (one model per replica)")
@@ -101,14 +122,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     """ServeSettings from the parsed options (the API key also from the environment)."""
+    if args.api_key_file and args.api_key:
+        raise InputError("give either --api-key-file or --api-key, not both")
+    key = read_key_file(args.api_key_file) if args.api_key_file else args.api_key
     return ServeSettings(
         model=args.model, revision=args.revision, device=args.device, dtype=args.dtype, offload=args.offload,
-        host=args.host, port=args.port, api_key=getattr(args, "api_key", None), insecure_no_auth=args.insecure_no_auth,
+        host=args.host, port=args.port, api_key=key, insecure_no_auth=args.insecure_no_auth,
+        metrics_public=args.metrics_public, max_queue_pixels=int(args.max_queue_megapixels * 1e6),
+        max_demo_bytes=int(args.demo_max_mb * MEBIBYTE), max_display_points=args.demo_max_points,
         batch_size=args.batch_size, batch_window_ms=args.batch_window_ms, max_queue=args.max_queue,
         max_upload_bytes=int(args.max_upload_mb * MEBIBYTE), max_pixels=int(args.max_megapixels * 1e6),
         max_images=args.max_images, timeout_s=args.timeout, max_size=args.max_size, seed=args.seed,
         prompt=args.prompt, colormap=args.colormap,
     ).with_env_key()
+
+
+def serve_until_stopped(command: str, serve: Callable[[], int]) -> int:
+    """Run a server; a signal ends it after uvicorn's graceful shutdown (which re-raises it: the
+    CLI turns SIGTERM into `Terminated`, a KeyboardInterrupt). Says what stopping a server means:
+    it wrote no partial outputs, its requests in flight were answered or cancelled."""
+    try:
+        return serve()
+    except KeyboardInterrupt as stop:
+        terminated = type(stop) is not KeyboardInterrupt  # the CLI's Terminated (SIGTERM)
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"primedepth {command}: {how}; the server stopped after answering or cancelling the requests in flight",
+              file=sys.stderr, flush=True)
+        return TERMINATED_EXIT if terminated else INTERRUPTED_EXIT
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         from ..serve.ray_serve import RayOptions, serve_on_ray  # lazy: ray is an optional extra
 
-        return serve_on_ray(settings, RayOptions(args.ray_address, args.replicas, args.gpus_per_replica,
-                                                 args.cpus_per_replica), demo=args.demo)
+        options = RayOptions(args.ray_address, args.replicas, args.gpus_per_replica, args.cpus_per_replica)
+        return serve_until_stopped("serve", lambda: serve_on_ray(settings, options, demo=args.demo))
     from ..serve.server import DEMO_PATH, run_server  # lazy: fastapi, uvicorn, torch
 
-    return run_server(settings, api=True, demo_path=DEMO_PATH if args.demo else None)
+    return serve_until_stopped("serve", lambda: run_server(settings, api=True, demo_path=DEMO_PATH if args.demo else None))

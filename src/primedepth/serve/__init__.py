@@ -1,15 +1,18 @@
 """Serving PrimeDepth: an HTTP API (FastAPI on uvicorn), a browser demo (Gradio), Ray Serve.
 
-All three are thin layers over one `DepthService` (`service`), which predicts through the job
-engine of `primedepth predict` (`primedepth.jobs.run_job`), so they compute what the CLI
-computes. Modules:
+All three are thin layers over one `DepthService` (`service`), which predicts with the
+pipeline's own steps, each image with its own seed, prompt and max size (`forward`), so they
+compute what the CLI computes. Modules:
 
-- `settings`: `ServeSettings` (model, batching, limits) and the bind-address rule;
-- `service`: the loaded pipeline, its single worker thread, readiness and metrics;
-- `batching`: dynamic batching of concurrent requests (asyncio queue + the worker thread);
+- `settings`: `ServeSettings` (model, batching, limits, the key) and the bind-address rule;
+- `auth`: the one authentication layer over every route (headers, or the login page's cookie);
+- `service`: the loaded pipeline, its single worker thread, admission, readiness and metrics;
+- `forward`: forward passes shared by images of one processed size, whatever their options;
+- `batching`: dynamic batching of concurrent requests (a queue by bucket + the worker thread);
 - `uploads`, `options`: checking uploads and request options (4xx JSON errors, `errors`);
 - `encoding`, `responses`: response files written by `primedepth.io`'s own writers;
-- `app`, `limits`, `metrics`: the FastAPI app, the body-size cap, Prometheus metrics;
+- `app`, `limits`, `metrics`: the FastAPI app, the body-size cap, Prometheus metrics (every
+  answer counted by middleware);
 - `server`: uvicorn in the foreground (CLI) or in a thread (tests, benchmarks);
 - `demo`, `examples`: the Gradio demo; `ray_serve`: the same app as a Ray Serve deployment.
 

@@ -2,29 +2,32 @@
 
 `create_app` builds the same app for `primedepth serve`, `primedepth demo` (demo mounted, API
 off), the tests and Ray Serve (`primedepth.serve.ray_serve`). Interactive docs are at /docs.
+Around everything: `CountAnswers` (every answer counted by status), `Authentication` (the key,
+for every route but /healthz and a minimal /readyz; browsers sign in at /login) and `BodyLimit`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import first_line
+from ..errors import InputError, first_line
+from ..io.names import safe_output_name
 from ..io.outputs import DEPTH_QUANTITY, FRAME_OUTPUT_KINDS
+from ..processing import MAX_ASPECT_RATIO, MIN_MAX_SIZE
+from .auth import AUTHENTICATED, Authentication
 from .errors import ApiError
 from .limits import BodyLimit
-from .metrics import CONTENT_TYPE_LATEST
+from .metrics import CONTENT_TYPE_LATEST, CountAnswers
 from .options import DepthRequest, parse_request
 from .responses import build_response, encode_answer, unique_names
 from .service import DepthService
@@ -34,7 +37,8 @@ __all__ = ["create_app"]
 
 DESCRIPTION = f"""PrimeDepth monocular depth over HTTP. The depth is {DEPTH_QUANTITY}: relative,
 with unknown scale and shift. `POST /v1/depth` takes multipart images and returns one file when
-one image and one output are asked for, else a zip with `metadata.json`."""
+one image and one output are asked for, else a zip with `metadata.json`. A server with a key wants
+it on every route but /healthz and /readyz: `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
 OUTPUTS_HELP = f"comma-separated kinds: {', '.join(FRAME_OUTPUT_KINDS)} (default png16)"
 IMAGE_FIELD_HELP = ("send each image's bytes as a multipart file part named 'image' "
                     "(server-side paths and URLs are not accepted)")
@@ -82,23 +86,6 @@ def _install_error_handlers(app: FastAPI, service: DepthService) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
 
-def _key_checker(service: DepthService) -> Any:
-    """A dependency enforcing the API key (Authorization: Bearer KEY, or X-API-Key: KEY)."""
-
-    async def require_key(request: Request) -> None:
-        expected = service.settings.api_key
-        if expected is None:
-            return
-        given = request.headers.get("x-api-key") or ""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            given = given or token.strip()
-        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ApiError(401, "unauthorized", "missing or wrong API key (send 'Authorization: Bearer KEY')")
-
-    return require_key
-
-
 def _health_routes(service: DepthService) -> APIRouter:
     router = APIRouter()
 
@@ -108,20 +95,35 @@ def _health_routes(service: DepthService) -> APIRouter:
         return {"status": "ok"}
 
     @router.get("/readyz", tags=["health"])
-    async def readyz() -> JSONResponse:
-        """The model is loaded and a warm-up prediction ran: send traffic."""
+    async def readyz(request: Request) -> JSONResponse:
+        """The model is loaded and a warm-up prediction ran: send traffic. Without the key (when
+        one is set) only the status: no model, device or error text."""
+        status = "ready" if service.ready else "failed" if service.error else "loading"
+        code = 200 if service.ready else 503
+        if not request.scope.get(AUTHENTICATED, False):
+            return JSONResponse({"status": status}, status_code=code)
         if service.ready:
-            return JSONResponse({"status": "ready", **service.model_info})
-        status = "failed" if service.error else "loading"
-        return JSONResponse({"status": status, "error": service.error}, status_code=503)
+            return JSONResponse({"status": status, **service.model_info})
+        return JSONResponse({"status": status, "error": service.error}, status_code=code)
 
     return router
+
+
+def _output_name(filename: str | None, fallback: str) -> str:
+    """An output name from an upload's file name: its stem only (no folders), checked by the one
+    name rule of every engine (`primedepth.io.names.safe_output_name`)."""
+    try:
+        return str(safe_output_name(safe_stem(filename, fallback)))
+    except InputError:
+        return fallback
 
 
 def _limits(service: DepthService) -> dict[str, Any]:
     settings = service.settings
     return {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-            "max_images": settings.max_images, "max_queue": settings.max_queue, "max_size": settings.max_size,
+            "max_images": min(settings.max_images, settings.max_queue), "max_queue": settings.max_queue,
+            "max_queue_pixels": settings.max_queue_pixels, "max_size": settings.max_size,
+            "min_max_size": MIN_MAX_SIZE, "max_aspect_ratio": MAX_ASPECT_RATIO,
             "timeout_s": settings.timeout_s, "batch_size": service.batch_size,
             "batch_window_ms": settings.batch_window_ms}
 
@@ -134,7 +136,7 @@ async def _read_uploads(service: DepthService, uploads: list[UploadFile]) -> tup
         label = upload.filename or f"image {position + 1}"
         data = await upload.read(settings.max_upload_bytes + 1)
         image = await asyncio.to_thread(decode_upload, data, label, settings.max_pixels, settings.max_upload_bytes)
-        stems.append(safe_stem(upload.filename, f"image_{position}"))
+        stems.append(_output_name(upload.filename, f"image_{position}"))
         images.append(image)
     return unique_names(stems), images
 
@@ -143,10 +145,7 @@ async def _answer(service: DepthService, uploads: list[UploadFile], request: Dep
     """Check, decode, predict (batched with other requests), encode."""
     if not uploads:
         raise ApiError(422, "no_image", "send at least one image as the multipart field 'image'")
-    if len(uploads) > service.settings.max_images:
-        raise ApiError(413, "too_many_images",
-                       f"{len(uploads)} images in one request; this server takes at most {service.settings.max_images}")
-    service.check_request(request, len(uploads))  # a busy server says so before decoding anything
+    service.check_request(request, len(uploads))  # too many or a busy server: said before decoding anything
     names, images = await _read_uploads(service, uploads)
     predictions = await service.predict(images, request)
     sizes = [service.processing_size(image.shape[0], image.shape[1], request.max_size) for image in images]
@@ -155,7 +154,7 @@ async def _answer(service: DepthService, uploads: list[UploadFile], request: Dep
 
 
 def _api_routes(service: DepthService) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(_key_checker(service))])
+    router = APIRouter()
 
     @router.post("/v1/depth", tags=["depth"], response_class=Response)
     async def depth(
@@ -163,30 +162,24 @@ def _api_routes(service: DepthService) -> APIRouter:
         outputs: Annotated[str | None, Form(description=OUTPUTS_HELP)] = None,
         max_size: Annotated[int | None, Form(description="longer side to downscale to (default: the server's)")] = None,
         seed: Annotated[int | None, Form(description="noise seed (default: the server's, 0)")] = None,
-        prompt: Annotated[str | None, Form(description="text prompt (default: the model's)")] = None,
+        prompt: Annotated[str | None, Form(description="text prompt (default: the model's, a BLIP-2 caption for the "
+                                                       "official model, or \"\" where captioning is unavailable)")] = None,
         colormap: Annotated[str | None, Form(description="matplotlib colormap of 'color' (default: the server's, Spectral_r: near is red)")] = None,
     ) -> Response:
         """Depth for uploaded images: a file for one image and one output, else a zip."""
-        started = time.perf_counter()
-        try:
-            request = parse_request(service.settings, outputs, max_size, seed, prompt, colormap)
-            response = await _answer(service, image, request)
-        except ApiError as error:
-            service.metrics.requests.labels(str(error.status)).inc()
-            raise
-        service.metrics.requests.labels("200").inc()
-        service.metrics.latency.observe(time.perf_counter() - started)
-        return response
+        request = parse_request(service.settings, outputs, max_size, seed, prompt, colormap)
+        return await _answer(service, image, request)
 
     @router.get("/v1/info", tags=["depth"])
     async def info() -> dict[str, Any]:
         """The model, the output kinds and this server's limits."""
         return {**service.model_info, "ready": service.ready, "outputs": list(FRAME_OUTPUT_KINDS),
-                "depth": DEPTH_QUANTITY, "limits": _limits(service)}
+                "depth": DEPTH_QUANTITY, "captioning": service.captioning_status, "limits": _limits(service)}
 
     @router.get("/metrics", tags=["health"])
     async def metrics() -> Response:
-        """Prometheus metrics: requests, errors by kind, queue length, batch sizes, latency."""
+        """Prometheus metrics: answers by status, errors by kind, queue, batch sizes, latency
+        (needs the key unless the server was started with --metrics-public)."""
         return Response(service.metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -212,7 +205,13 @@ def create_app(service: DepthService, api: bool = True, demo_path: str | None = 
     """The server's ASGI app. `api`: the depth API and metrics; `demo_path`: mount the Gradio
     demo there, on the same service (and so the same pipeline and batcher)."""
     app = FastAPI(title="PrimeDepth", version=__version__, description=DESCRIPTION, lifespan=_lifespan(service))
-    app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
+    settings = service.settings
+    count_error = service.metrics.errors.labels
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, on_refused=lambda kind: count_error(kind).inc())
+    home = (demo_path.rstrip("/") + "/") if demo_path is not None else "/docs"
+    app.add_middleware(Authentication, key=settings.api_key, metrics_public=settings.metrics_public,
+                       on_refused=lambda kind: count_error(kind).inc(), home=home)
+    app.add_middleware(CountAnswers, metrics=service.metrics, demo_path=demo_path)  # outermost: sees every answer
     _install_error_handlers(app, service)
     app.include_router(_health_routes(service))
     if api:

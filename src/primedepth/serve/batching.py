@@ -1,40 +1,58 @@
 """Dynamic batching: concurrent requests share forward passes, answers go back to their owners.
 
-On a GPU one batch of 8 images costs far less than 8 calls. The first image to arrive opens a
-batch; the batch closes when it holds `max_batch` images or `window_s` has passed, and then runs
-on the service's single worker thread (the only thread that touches the pipeline), while new
-images queue for the next batch. Each image carries its own future, so results can never be
-handed to another request. A request that gave up (timeout) is dropped before its batch runs.
+On a GPU one batch of 8 images costs far less than 8 calls. Images of any request can share a
+forward pass when they fall in the same `Bucket` (processed size, segmentation): seeds, prompts
+and max sizes may differ (`primedepth.serve.forward`). The oldest waiting image opens a batch
+and decides its bucket, so no image waits behind newer ones of other buckets for more than one
+batch per bucket ahead of it; the batch takes waiting images of its bucket, in arrival order,
+until it holds `max_batch` or `window_s` has passed, and then runs on the service's single
+worker thread (the only thread that touches the pipeline). Each image carries its own future,
+so results can never be handed to another request. An image whose request gave up (timeout) is
+dropped before its batch runs; every image is `settled` once the worker is done with it (or it
+was dropped), which is when its place in the queue is given back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .options import BatchKey
+from .forward import Bucket, ImageJob
 
-__all__ = ["DepthTask", "Batcher", "POLL_S"]
+__all__ = ["DepthTask", "Batcher", "POLL_S", "settle"]
 
 POLL_S = 0.001  # how often an open batch looks for new images within its window
 
 
 @dataclass(eq=False)
 class DepthTask:
-    """One image to predict, with what it shares a pipeline call by."""
+    """One image to predict: its options, its bucket, and `settled`, a future done once the
+    worker no longer holds it (predicted, failed or dropped)."""
 
     image: np.ndarray
-    key: BatchKey
+    job: ImageJob
+    bucket: Bucket
+    pixels: int = 0  # what it holds in the queue (input pixels)
+    request: int = 0  # which request it belongs to (for the metrics of shared batches)
+    settled: asyncio.Future | None = field(default=None, repr=False)
+
+
+def settle(tasks: Sequence[DepthTask]) -> None:
+    """Mark tasks as no longer held by the worker (idempotent; call on their event loop)."""
+    for task in tasks:
+        if task.settled is not None and not task.settled.done():
+            task.settled.set_result(None)
 
 
 class Batcher:
-    """An asyncio queue of tasks feeding `run_batch` on `executor`, batch by batch.
+    """A queue of tasks feeding `run_batch` on `executor`, one bucket per batch.
 
     `run_batch(tasks)` returns one result per task, in order; `submit` awaits the results of a
     request's tasks. Create, `start` and `submit` on the same event loop.
@@ -46,7 +64,8 @@ class Batcher:
         self.executor = executor
         self.max_batch = max(1, int(max_batch))
         self.window_s = max(0.0, float(window_s))
-        self._queue: asyncio.Queue[tuple[DepthTask, asyncio.Future]] = asyncio.Queue()
+        self._waiting: collections.deque[tuple[DepthTask, asyncio.Future]] = collections.deque()
+        self._arrived = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -61,15 +80,17 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
-        while not self._queue.empty():
-            self._queue.get_nowait()[1].cancel()
+        while self._waiting:
+            task, future = self._waiting.popleft()
+            future.cancel()
+            settle([task])
 
     async def submit(self, tasks: Sequence[DepthTask]) -> list[Any]:
         """Queue the tasks of one request and wait for their results (in order)."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in tasks]
-        for task, future in zip(tasks, futures):
-            self._queue.put_nowait((task, future))
+        self._waiting.extend(zip(tasks, futures))
+        self._arrived.set()
         try:
             results = await asyncio.gather(*futures, return_exceptions=True)
         finally:
@@ -80,19 +101,46 @@ class Batcher:
             raise errors[0]
         return list(results)
 
+    def _drop_abandoned(self) -> None:
+        """Forget waiting tasks whose request gave up; their place in the queue is free again."""
+        kept = collections.deque()
+        for task, future in self._waiting:
+            if future.done():
+                settle([task])
+            else:
+                kept.append((task, future))
+        self._waiting = kept
+
+    def _take(self, bucket: Bucket, batch: list[tuple[DepthTask, asyncio.Future]]) -> None:
+        """Move waiting tasks of `bucket` into `batch`, oldest first, until it is full."""
+        kept = collections.deque()
+        for entry in self._waiting:
+            if len(batch) < self.max_batch and entry[0].bucket == bucket:
+                batch.append(entry)
+            else:
+                kept.append(entry)
+        self._waiting = kept
+
     async def _collect(self) -> list[tuple[DepthTask, asyncio.Future]]:
-        """Wait for a first task, then gather more until the batch is full or the window ends."""
-        batch = [await self._queue.get()]
+        """Wait for a first task, then gather more of its bucket until the batch is full or the window ends."""
+        while True:
+            self._drop_abandoned()
+            if self._waiting:
+                break
+            self._arrived.clear()
+            await self._arrived.wait()
+        batch = [self._waiting.popleft()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.window_s
-        while len(batch) < self.max_batch:
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+        while True:
+            self._take(batch[0][0].bucket, batch)
             remaining = deadline - loop.time()
             if len(batch) >= self.max_batch or remaining <= 0:
                 break
             await asyncio.sleep(min(remaining, POLL_S))
-        return [(task, future) for task, future in batch if not future.done()]
+        live = [(task, future) for task, future in batch if not future.done()]
+        settle([task for task, future in batch if future.done()])
+        return live
 
     async def _run(self) -> None:
         """Batch after batch, forever: run it on the worker thread, hand back each result."""
@@ -103,8 +151,14 @@ class Batcher:
                 continue
             try:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [task for task, _ in batch])
+            except asyncio.CancelledError:  # stopping: nobody waits for these any more
+                settle([task for task, _ in batch])
+                for _, future in batch:
+                    future.cancel()
+                raise
             except Exception as error:  # the whole batch failed: every request hears why
                 results = [error] * len(batch)
+            settle([task for task, _ in batch])  # before the answers: the queue is free when they arrive
             for (_, future), result in zip(batch, results):
                 if future.done():
                     continue

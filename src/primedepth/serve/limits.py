@@ -7,6 +7,7 @@ counted as it arrives and cut off at the cap. Either way the client gets a 413 J
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -22,9 +23,10 @@ def _too_large(limit: int) -> str:
 class BodyLimit:
     """ASGI middleware refusing request bodies over `max_bytes` with 413."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, on_refused: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_refused = on_refused  # the errors metric (a cut-off stream is counted by the app's handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,6 +34,8 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if self.on_refused is not None:
+                self.on_refused("request_too_large")
             await _send_413(send, self.max_bytes)
             return
         received = 0

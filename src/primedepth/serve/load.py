@@ -1,7 +1,8 @@
 """A bounded load generator for the HTTP API: the load test and `benchmarks/serve_load.py`.
 
-`drive` runs `clients` concurrent clients, each sending `rounds` requests with its own image,
-and stops by itself (a fixed count, an overall time limit). It is meant for a server on this
+`drive` runs `clients` concurrent clients, each sending `rounds` requests with its own image
+(and, if given, its own form fields: a seed each, say), and stops by itself (a fixed count, an
+overall time limit). It is meant for a server on this
 machine (loopback), never for someone else's.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -39,19 +40,26 @@ async def _client(http: httpx.AsyncClient, url: str, client: int, upload: tuple[
     return results
 
 
-async def _drive(url: str, uploads: Sequence[tuple[str, bytes]], rounds: int, fields: dict[str, str],
-                 headers: dict[str, str]) -> list[LoadResult]:
+async def _drive(url: str, uploads: Sequence[tuple[str, bytes]], rounds: int, fields: Sequence[dict[str, str]],
+                 headers: dict[str, str], request_timeout_s: float) -> list[LoadResult]:
     limits = httpx.Limits(max_connections=len(uploads), max_keepalive_connections=len(uploads))
-    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as http:
-        groups = await asyncio.gather(*(_client(http, url, i, upload, rounds, fields) for i, upload in enumerate(uploads)))
+    async with httpx.AsyncClient(timeout=request_timeout_s, limits=limits, headers=headers) as http:
+        groups = await asyncio.gather(*(_client(http, url, i, upload, rounds, fields[i])
+                                        for i, upload in enumerate(uploads)))
     return [result for group in groups for result in group]
 
 
-def drive(url: str, uploads: Sequence[tuple[str, bytes]], rounds: int, fields: dict[str, str] | None = None,
-          headers: dict[str, str] | None = None, time_limit_s: float = 300.0) -> tuple[list[LoadResult], float]:
-    """One client per (file name, bytes) upload, `rounds` requests each; (results, wall seconds)."""
+def drive(url: str, uploads: Sequence[tuple[str, bytes]], rounds: int,
+          fields: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+          headers: dict[str, str] | None = None, time_limit_s: float = 300.0,
+          request_timeout_s: float = 120.0) -> tuple[list[LoadResult], float]:
+    """One client per (file name, bytes) upload, `rounds` requests each; (results, wall seconds).
+    `fields`: form fields for every client, or a list with each client's own."""
     started = time.perf_counter()
-    coroutine = _drive(url, uploads, rounds, fields or {}, headers or {})
+    per_client = [dict(f) for f in fields] if isinstance(fields, Sequence) else [dict(fields or {})] * len(uploads)
+    if len(per_client) != len(uploads):
+        raise ValueError(f"{len(per_client)} sets of fields for {len(uploads)} clients")
+    coroutine = _drive(url, uploads, rounds, per_client, headers or {}, request_timeout_s)
     results = asyncio.run(asyncio.wait_for(coroutine, time_limit_s))
     return results, time.perf_counter() - started
 

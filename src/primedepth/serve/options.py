@@ -1,7 +1,8 @@
 """What one depth request asks for, checked against the server's settings before any work.
 
 Only values are accepted (output kinds, sizes, a seed, a prompt, a colormap name), never a
-path or a URL. Requests that share a `BatchKey` can share one pipeline call.
+path or a URL. Each image of a request becomes an `ImageJob`; images of any requests share a
+forward pass when their processed sizes match (`primedepth.serve.forward.Bucket`).
 """
 
 from __future__ import annotations
@@ -10,24 +11,17 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..io.outputs import FRAME_OUTPUT_KINDS, check_colormap
-from ..constants import VAE_DOWNSAMPLE
+from ..processing import MIN_MAX_SIZE
 from .errors import ApiError
+from .forward import ImageJob
 from .settings import ServeSettings
 
 __all__ = ["BatchKey", "DepthRequest", "parse_request", "SEED_LIMIT"]
 
+BatchKey = ImageJob  # the former name (it no longer decides who shares a forward pass)
+
 SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes 64-bit seeds
 DEFAULT_REQUEST_OUTPUTS = ("png16",)
-
-
-@dataclass(frozen=True)
-class BatchKey:
-    """What must be equal for images to be predicted in one pipeline call."""
-
-    seed: int
-    max_size: int
-    prompt: str | None
-    segmentation: bool
 
 
 @dataclass(frozen=True)
@@ -41,8 +35,13 @@ class DepthRequest:
     colormap: str
 
     @property
-    def key(self) -> BatchKey:
-        return BatchKey(self.seed, self.max_size, self.prompt, "seg" in self.outputs)
+    def job(self) -> ImageJob:
+        """The options each image of the request is predicted with."""
+        return ImageJob(self.seed, self.max_size, self.prompt, "seg" in self.outputs)
+
+    @property
+    def key(self) -> ImageJob:
+        return self.job
 
 
 def _outputs(text: str | None) -> tuple[str, ...]:
@@ -60,9 +59,10 @@ def _outputs(text: str | None) -> tuple[str, ...]:
 def _max_size(value: int | None, settings: ServeSettings) -> int:
     if value is None:
         return settings.max_size
-    if not VAE_DOWNSAMPLE <= value <= settings.max_size:
+    if not MIN_MAX_SIZE <= value <= settings.max_size:
         raise ApiError(422, "bad_max_size",
-                       f"max_size must be between {VAE_DOWNSAMPLE} and this server's limit {settings.max_size}, got {value}")
+                       f"max_size must be between {MIN_MAX_SIZE} (the smallest accepted) and this server's limit "
+                       f"{settings.max_size}, got {value}")
     return value
 
 

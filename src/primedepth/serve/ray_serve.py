@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray import serve
 
+from ..errors import InputError
 from .app import create_app
-from .batching import DepthTask
+from .batching import DepthTask, settle
 from .server import DEMO_PATH
 from .service import DepthService
 from .settings import ServeSettings, check_bind
 
-__all__ = ["RayOptions", "build_application", "serve_on_ray", "APP_NAME"]
+__all__ = ["RayOptions", "build_application", "serve_on_ray", "check_demo_replicas", "APP_NAME"]
 
 APP_NAME = "primedepth"
 DEFAULT_RAY_BATCH = 8  # replaced by the replica's batch size when it starts
+STOP_POLL_S = 0.5
 
 
 @dataclass
@@ -49,11 +52,16 @@ class RayBatcher:
     @serve.batch(max_batch_size=DEFAULT_RAY_BATCH, batch_wait_timeout_s=0.005)
     async def _batched(self, tasks: list[DepthTask]) -> list[Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.service.executor, self.service.run_batch, tasks)
+        try:
+            return await loop.run_in_executor(self.service.executor, self.service.run_batch, tasks)
+        finally:
+            settle(tasks)  # the worker is done with them: their queue places are free
 
     async def submit(self, tasks: list[DepthTask]) -> list[Any]:
-        """The results of one request's tasks, each batched with other requests' tasks."""
-        results = await asyncio.gather(*(self._batched(task) for task in tasks))
+        """The results of one request's tasks, each batched with other requests' tasks. A request
+        that gives up (timeout) leaves its tasks running (shielded), so they stay counted in the
+        queue until the worker is done with them."""
+        results = await asyncio.gather(*(asyncio.shield(self._batched(task)) for task in tasks))
         errors = [result for result in results if isinstance(result, BaseException)]
         if errors:
             raise errors[0]
@@ -93,7 +101,8 @@ class PrimeDepthDeployment:
 
 
 def build_application(settings: ServeSettings, options: RayOptions, demo: bool = False) -> Any:
-    """The Ray Serve application: `options.replicas` replicas of the deployment."""
+    """The Ray Serve application: `options.replicas` replicas of the deployment (one with the demo)."""
+    check_demo_replicas(options, demo)
     deployment = serve.deployment(PrimeDepthDeployment, name="PrimeDepth").options(
         num_replicas=options.replicas,
         ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica},
@@ -103,20 +112,36 @@ def build_application(settings: ServeSettings, options: RayOptions, demo: bool =
     return deployment.bind(settings, demo)
 
 
-def serve_on_ray(settings: ServeSettings, options: RayOptions, demo: bool = False) -> int:
-    """Start (or join) Ray, deploy, and serve until interrupted."""
+def check_demo_replicas(options: RayOptions, demo: bool) -> None:
+    """The demo needs one process (Gradio's queue, its result files): refuse more replicas."""
+    if demo and options.replicas > 1:
+        raise InputError(
+            f"--ray --demo serves the browser demo from one process, so it needs --replicas 1 (got "
+            f"{options.replicas}); scale the API with replicas and run the demo apart "
+            "(primedepth serve --ray --replicas N, plus primedepth demo or primedepth serve --demo)"
+        )
+
+
+def serve_on_ray(settings: ServeSettings, options: RayOptions, demo: bool = False,
+                 ray_init: dict[str, Any] | None = None, stop: threading.Event | None = None) -> int:
+    """Start (or join) Ray, deploy, and serve until interrupted (or until `stop` is set).
+
+    `ray_init`: extra `ray.init` arguments for a local instance (the tests keep it small)."""
     check_bind(settings, demo=demo)
+    check_demo_replicas(options, demo)
     if options.address:
         ray.init(address=options.address)
     else:
-        ray.init(include_dashboard=False)
-    serve.start(http_options={"host": settings.host, "port": settings.port})
-    print(f"primedepth: Ray Serve on http://{settings.host}:{settings.port} "
-          f"({options.replicas} replica(s) of {settings.model_name})", file=sys.stderr, flush=True)
+        ray.init(include_dashboard=False, **(ray_init or {}))
     try:
-        serve.run(build_application(settings, options, demo), name=APP_NAME, route_prefix="/", blocking=True)
-    except KeyboardInterrupt:
-        pass
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        print(f"primedepth: Ray Serve on http://{settings.host}:{settings.port} "
+              f"({options.replicas} replica(s) of {settings.model_name}{', demo at /demo' if demo else ''})",
+              file=sys.stderr, flush=True)
+        serve.run(build_application(settings, options, demo), name=APP_NAME, route_prefix="/", blocking=False)
+        waiting = stop or threading.Event()
+        while not waiting.wait(STOP_POLL_S):
+            pass
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -10,17 +10,20 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID, VAE_DOWNSAMPLE
+from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, MIN_MAX_SIZE, OFFICIAL_REPO_ID
 from ..errors import InputError
 from ..io.outputs import DEFAULT_COLORMAP, check_colormap
 
-__all__ = ["ServeSettings", "is_loopback", "check_bind", "API_KEY_ENV", "LOOPBACK_HOST"]
+__all__ = ["ServeSettings", "is_loopback", "check_bind", "read_key_file", "API_KEY_ENV", "API_KEY_FILE_ENV",
+           "LOOPBACK_HOST"]
 
 LOOPBACK_HOST = "127.0.0.1"
 API_KEY_ENV = "PRIMEDEPTH_API_KEY"
+API_KEY_FILE_ENV = "PRIMEDEPTH_API_KEY_FILE"
 MEBIBYTE = 1024 * 1024
 
 INSECURE_BANNER = """\
@@ -36,9 +39,14 @@ class ServeSettings:
 
     `batch_size` is images per forward pass ("auto": 1 on the CPU, by free memory on a GPU);
     `batch_window_ms` how long the first request of a batch waits for others. `max_queue`
-    counts images waiting or running; beyond it requests get 503 with Retry-After. `max_size`
-    is the default and the largest processing size a request may ask for; `seed` the seed
-    used when a request gives none (so equal requests get equal answers).
+    counts images waiting or running, `max_queue_pixels` their input pixels; beyond either,
+    requests get 503 with Retry-After, and a request that could never fit (more images than
+    `max_queue`, more pixels than `max_queue_pixels`) gets 413 at once. `max_size` is the
+    default and the largest processing size a request may ask for; `seed` the seed used when a
+    request gives none (so equal requests get equal answers). `api_key` (never printed: not in
+    the repr) protects every route but /healthz and a minimal /readyz, /metrics too unless
+    `metrics_public`. `max_demo_bytes` bounds the demo's result files on disk (oldest evicted),
+    `max_display_points` the points of its PLY and the vertices of its GLB.
     """
 
     model: str | None = None
@@ -48,11 +56,13 @@ class ServeSettings:
     offload: bool = False
     host: str = LOOPBACK_HOST
     port: int = 8000
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    metrics_public: bool = False
     insecure_no_auth: bool = False
     batch_size: int | str = "auto"
     batch_window_ms: float = 5.0
     max_queue: int = 64
+    max_queue_pixels: int = 200_000_000
     max_upload_bytes: int = 20 * MEBIBYTE
     max_pixels: int = 40_000_000
     max_images: int = 8
@@ -63,6 +73,8 @@ class ServeSettings:
     colormap: str = DEFAULT_COLORMAP
     max_prompt_chars: int = 300
     max_video_frames: int = 300
+    max_demo_bytes: int = 1024 * MEBIBYTE
+    max_display_points: int = 500_000
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
@@ -70,6 +82,8 @@ class ServeSettings:
             "max_queue": self.max_queue, "max_upload_bytes": self.max_upload_bytes,
             "max_pixels": self.max_pixels, "max_images": self.max_images, "timeout_s": self.timeout_s,
             "max_video_frames": self.max_video_frames, "retry_after_s": self.retry_after_s,
+            "max_queue_pixels": self.max_queue_pixels, "max_demo_bytes": self.max_demo_bytes,
+            "max_display_points": self.max_display_points,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -78,8 +92,8 @@ class ServeSettings:
             raise InputError(f"batch window must be >= 0 ms, got {self.batch_window_ms}")
         if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {self.batch_size!r}")
-        if self.max_size < VAE_DOWNSAMPLE:
-            raise InputError(f"max size must be at least {VAE_DOWNSAMPLE} pixels, got {self.max_size}")
+        if self.max_size < MIN_MAX_SIZE:
+            raise InputError(f"max size must be at least {MIN_MAX_SIZE} pixels, got {self.max_size}")
         check_colormap(self.colormap)
         self.api_key = self.api_key or None
 
@@ -94,10 +108,25 @@ class ServeSettings:
         return self.max_upload_bytes * self.max_images + MEBIBYTE
 
     def with_env_key(self, environ: Any = os.environ) -> ServeSettings:
-        """Take the API key from $PRIMEDEPTH_API_KEY when none was given (keeps it out of `ps`)."""
+        """Take the API key from $PRIMEDEPTH_API_KEY, else from the file $PRIMEDEPTH_API_KEY_FILE
+        names, when none was given (keeps it out of `ps` and shell history)."""
         if self.api_key is None and environ.get(API_KEY_ENV):
-            self.api_key = environ[API_KEY_ENV]
+            self.api_key = environ[API_KEY_ENV].strip() or None
+        if self.api_key is None and environ.get(API_KEY_FILE_ENV):
+            self.api_key = read_key_file(environ[API_KEY_FILE_ENV])
         return self
+
+
+def read_key_file(path: str | os.PathLike) -> str:
+    """The API key in a file (one line; surrounding whitespace ignored). The key is never echoed."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the API key file {path}: {getattr(error, 'strerror', None) or error}") from None
+    key = text.strip()
+    if not key or any(character.isspace() for character in key):
+        raise InputError(f"the API key file {path} must hold one key on one line (no spaces)")
+    return key
 
 
 def is_loopback(host: str) -> bool:
@@ -113,20 +142,16 @@ def is_loopback(host: str) -> bool:
 def check_bind(settings: ServeSettings, demo: bool = False) -> None:
     """Refuse to expose the model beyond this machine without a key, unless told loudly.
 
-    The browser demo has no API key, so a demo on another address needs --insecure-no-auth.
+    The key protects the API and the demo alike (browser users sign in at /login), so `demo`
+    no longer changes the rule; it is kept for callers.
     """
-    if is_loopback(settings.host):
+    del demo
+    if is_loopback(settings.host) or settings.api_key is not None:
         return
     if settings.insecure_no_auth:
         print(INSECURE_BANNER.format(host=settings.host), file=sys.stderr, flush=True)
         return
-    if demo:
-        raise InputError(
-            f"the browser demo has no authentication: to serve it on {settings.host} add "
-            "--insecure-no-auth (or keep the default 127.0.0.1 behind your own proxy)"
-        )
-    if settings.api_key is None:
-        raise InputError(
-            f"binding {settings.host} exposes the model beyond this machine: set --api-key "
-            f"(or ${API_KEY_ENV}), or pass --insecure-no-auth to serve without authentication"
-        )
+    raise InputError(
+        f"binding {settings.host} exposes the model beyond this machine: set --api-key-file FILE "
+        f"(or ${API_KEY_ENV}, ${API_KEY_FILE_ENV}), or pass --insecure-no-auth to serve without authentication"
+    )
