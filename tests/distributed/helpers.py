@@ -42,3 +42,16 @@ def assert_same_depth(actual: np.ndarray, expected: np.ndarray) -> None:
     span = float(expected.max() - expected.min()) or 1.0
     assert actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6 * span)
+
+
+def make_video(path: Path, frames: int = 3) -> Path:
+    """A short 8 fps clip of random 32x48 frames."""
+    from fractions import Fraction
+
+    from primedepth import io
+
+    rng = np.random.default_rng(1)
+    with io.DepthVideoWriter(path, Fraction(8)) as writer:
+        for _ in range(frames):
+            writer.write(rng.random((32, 48), dtype=np.float32))
+    return path

@@ -10,47 +10,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+from ..extras import require_extra
+
+ray = require_extra("ray", "ray")
+require_extra("ray.data", "ray")
+pa = require_extra("pyarrow", "ray")
+pq = require_extra("pyarrow.parquet", "ray")
 
 from primedepth import cli, io  # noqa: E402
-from primedepth.distributed import ERRORS_FILE, predict_dataset, read_depth, run_ray_job  # noqa: E402
-from primedepth.distributed.actor import FAULT_ENV  # noqa: E402
+from primedepth.distributed import ERRORS_FILE, read_depth, run_ray_job  # noqa: E402
 from primedepth.jobs import JobOptions  # noqa: E402
 
+from .doubles import crash_job  # noqa: E402
 from .helpers import BAD, GOOD, assert_same_depth, files_below, make_photos  # noqa: E402
-
-OBJECT_STORE_BYTES = 150 * 1024**2
-
-
-@pytest.fixture(scope="module")
-def fault_file(tmp_path_factory) -> Path:
-    """Where a test arms the injected actor crash (see `primedepth.distributed.actor`)."""
-    return tmp_path_factory.mktemp("fault") / "crash-after"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray(fault_file: Path) -> Iterator[None]:
-    """A small local Ray instance for the module; actors inherit the fault variable."""
-    os.environ[FAULT_ENV] = str(fault_file)
-    if ray.is_initialized():  # another module's instance: its workers would not see the variable
-        ray.shutdown()
-    ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-             logging_level="ERROR", log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
-    os.environ.pop(FAULT_ENV, None)
+def _ray(local_ray) -> None:
+    """Every test here runs on the package's small local Ray instance (see conftest)."""
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +116,13 @@ def test_resume_predicts_only_what_is_missing(capsys, photos, tiny_model, local_
         assert_same_depth(np.load(out / f"{name}_depth.npy"), np.load(local_reference / f"{name}_depth.npy"))
 
 
-def test_a_killed_actor_is_replaced_and_every_output_is_written_once(photos, tiny_model, local_reference,
-                                                                      fault_file, tmp_path):
-    fault_file.write_text("2")  # the actor dies after writing its second batch, before answering
+def test_a_killed_actor_is_replaced_and_every_output_is_written_once(photos, tiny_model, local_reference, tmp_path):
+    marker = tmp_path / "crash"
+    marker.write_text("armed")  # the actor dies after writing its second batch, before answering
     rows = [{"path": str(photos / f"{name}.png"), "name": name} for name in GOOD_NAMES]
     out = tmp_path / "out"
-    results = predict_dataset(ray.data.from_items(rows), tiny_model, output_dir=out, outputs=("npy",), seed=0,
-                              rows_per_batch=3, actors=1, threads_per_actor=1).take_all()
-    assert not fault_file.exists() and Path(f"{fault_file}.fired").exists()  # it did crash
+    results = crash_job(ray.data.from_items(rows), tiny_model, str(out), marker, 2)
+    assert not marker.exists() and Path(f"{marker}.fired").exists()  # it did crash
     assert sorted(row["name"] for row in results) == GOOD_NAMES
     statuses = [row["status"] for row in results]
     # The rows of the retried task had been written by the first attempt: found finished.
@@ -185,3 +168,9 @@ def test_parquet_in_parquet_out_through_object_storage_uris(photos, tiny_model, 
     again = run_ray_job(None, args, options)
     assert (again.done, again.skipped, again.failed) == (0, GOOD, 2)
     assert len(pq.read_table(out)) == GOOD  # nothing written twice
+    # Nothing but Parquet parts (and '_' files, which readers skip) in the dataset folder.
+    assert {p.name for p in out.iterdir() if not p.name.startswith("part-")} == {ERRORS_FILE, "_primedepth_job.json"}
+    pandas = require_extra("pandas", "ray")  # ray[data] installs it
+    assert len(pandas.read_parquet(out)) == GOOD
+    runs = json.loads((out / "_primedepth_job.json").read_text())
+    assert [(run["done"], run["skipped"]) for run in runs] == [(GOOD, 0)]  # a run that did nothing is not recorded

@@ -5,26 +5,28 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
 
-pytest.importorskip("ray.data")
-pq = pytest.importorskip("pyarrow.parquet")
+from ..extras import require_extra
+
+require_extra("ray.data", "ray")
+pq = require_extra("pyarrow.parquet", "ray")
 
 from primedepth import cli, io  # noqa: E402
 from primedepth.distributed import parquet, rows  # noqa: E402
-from primedepth.distributed.actor import FAULT_ENV, DepthPredictor, WorkerSpec, crash_if_asked  # noqa: E402
+from primedepth.distributed.actor import DepthPredictor, WorkerSpec  # noqa: E402
 from primedepth.distributed.dataset import PoolSpec, rows_per_batch, split_outputs  # noqa: E402
 from primedepth.distributed.engine import ERRORS_FILE, collect_inputs, write_errors  # noqa: E402
+from primedepth.distributed.listing import Listing, MediaListing, list_rows  # noqa: E402
 from primedepth.distributed.resume import is_finished  # noqa: E402
 from primedepth.distributed.storage import Destination, list_media  # noqa: E402
 from primedepth.errors import InputError  # noqa: E402
 from primedepth.jobs import JobOptions, predict  # noqa: E402
 
-from .helpers import assert_same_depth, make_photos  # noqa: E402
+from .helpers import assert_same_depth, make_photos, make_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +61,11 @@ def test_rows_need_a_name_and_something_to_read():
     assert (row.name, row.kind, row.data) == (PurePosixPath("clip"), "video", b"data")
 
 
-def test_bytes_are_spooled_to_a_file_the_local_reader_reads(photos, tmp_path):
+def test_bytes_are_read_in_memory_by_the_local_reader(photos, tmp_path):
     data = (photos / "img00.png").read_bytes()
     item = rows.local_item(rows.Row(PurePosixPath("a"), "db/img.png", "image", data), tmp_path, 3)
-    assert item.path == tmp_path / "000003.png" and item.path.read_bytes() == data
-    np.testing.assert_array_equal(io.read_image(item.path), io.read_image(photos / "img00.png"))
+    assert item.data == data and item.label == "db/img.png" and not list(tmp_path.iterdir())  # no file
+    np.testing.assert_array_equal(io.read_image(data), io.read_image(photos / "img00.png"))
 
 
 # -------------------------------------------------------------------------------------------- storage
@@ -133,24 +135,42 @@ def test_resume_rule_for_local_and_object_storage_outputs(tmp_path):
     assert is_finished(name, "image", tmp_path / "b.png", options, local)  # the local engine's own rule
     assert not is_finished(name, "video", None, options, remote)  # its depth video is written last
     (tmp_path / "a" / "b_depth.mp4").write_bytes(b"x")
+    assert not is_finished(name, "video", None, options, remote)  # and its frames: the record says
+    (tmp_path / "primedepth_job.json").write_text(json.dumps([{"outputs": ["png16"], "videos": [{"video": "a/b"}]}]))
     assert is_finished(name, "video", None, options, remote)
+    assert is_finished(name, "video", None, JobOptions(output_dir=tmp_path, outputs=("png16",)), remote)
+    assert not is_finished(name, "video", None, JobOptions(output_dir=tmp_path, outputs=("npy",)), remote)
     overwrite = JobOptions(output_dir=tmp_path, outputs=("png16",), overwrite=True)
     assert not is_finished(name, "image", None, overwrite, remote)
     assert is_finished(name, "image", None, options, remote, parquet_names=frozenset({"a/b"}))
     assert not is_finished(PurePosixPath("c"), "image", None, options, remote, parquet_names=frozenset({"a/b"}))
 
 
-def test_collect_inputs_takes_folders_uris_and_parquet(photos, tmp_path, capsys):
+def test_inputs_are_checked_on_the_driver_and_listed_in_the_listing_task(photos, tmp_path, capsys):
     inputs = collect_inputs([str(photos / "img00.png"), f"file://{photos}/img01.png", "shots.parquet"],
                             recursive=False, output_dir=str(tmp_path / "out"), input_column=None)
-    assert [row["name"] for row in inputs.rows] == ["img01", "img00"]
     assert inputs.parquet == [str(Path("shots.parquet").resolve())]
-    assert "2 images, 0 videos, 1 Parquet datasets" in capsys.readouterr().err
-    clash = collect_inputs([str(photos / "img00.png"), f"file://{photos}/img00.png", str(photos / "img01.png")],
-                           False, str(tmp_path), None)
-    assert [row["name"] for row in clash.rows] == ["img01"]  # the rest goes on
-    assert [label for label, _ in clash.invalid] == [f"file://{photos}/img00.png", str(photos / "img00.png")]
-    assert all("would all write outputs named 'img00'" in reason for _, reason in clash.invalid)
+    assert "2 input locations (listed as the job runs), 1 Parquet datasets" in capsys.readouterr().err
+    assert sorted(row["name"] for row in list_rows(inputs.listing)) == ["img00", "img01"]
+    with pytest.raises(InputError, match="missing.png: no such file or directory"):
+        collect_inputs([str(photos / "missing.png")], False, str(tmp_path), None)
+    with pytest.raises(InputError, match="no such file or folder"):
+        collect_inputs([f"file://{photos}/missing/"], False, str(tmp_path), None)
+    clash = list_rows(Listing(local=(str(photos / "img00.png"), str(photos / "img01.png")),
+                              uris=(f"file://{photos}/img00.png",)))
+    assert [row["name"] for row in clash if row["error"] is None] == ["img01"]  # the rest goes on
+    failed = [row for row in clash if row["error"] is not None]
+    assert sorted(row["path"] for row in failed) == sorted([f"file://{photos}/img00.png", str(photos / "img00.png")])
+    assert all("would all write outputs named 'img00'" in row["error"] for row in failed)
+
+
+def test_the_listing_is_a_ray_datasource_of_blocks(photos):
+    listing = Listing(local=(str(photos),), output_dir=str(photos / "out"))
+    tasks = MediaListing(listing, block_rows=4).get_read_tasks(8)
+    assert len(tasks) == 1
+    blocks = list(tasks[0]())
+    assert [block.num_rows for block in blocks] == [4, 2]  # 4 images, broken.jpg and empty.png
+    assert blocks[0].column_names == ["path", "name", "kind", "error"]
 
 
 # -------------------------------------------------------------------------------------------- the actor
@@ -204,16 +224,8 @@ def test_actor_writes_one_parquet_part_per_batch_and_a_retry_replaces_it(photos,
     assert parquet.finished_names(destination) == {"img00", "img01"}
 
 
-def _video(path: Path, frames: int = 3) -> Path:
-    rng = np.random.default_rng(1)
-    with io.DepthVideoWriter(path, Fraction(8)) as writer:
-        for _ in range(frames):
-            writer.write(rng.random((32, 48), dtype=np.float32))
-    return path
-
-
 def test_videos_give_frames_and_a_depth_video_in_object_storage_or_frame_rows_in_parquet(tiny_model, tmp_path):
-    clip = _video(tmp_path / "clip.mp4")
+    clip = make_video(tmp_path / "clip.mp4")
     batch = _batch([{"path": str(clip), "name": "shots/clip"}])
     remote = Destination.of(f"file://{tmp_path}/out")
     files = DepthPredictor(_spec(tiny_model, options=JobOptions(outputs=("png16", "video"), seed=0),
@@ -221,7 +233,7 @@ def test_videos_give_frames_and_a_depth_video_in_object_storage_or_frame_rows_in
     assert list(files["status"]) == ["done"] and list(files["images"]) == [3]
     written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert written == ["shots/clip_depth.mp4"] + [f"shots/clip_frames/00000{i}_depth.png" for i in range(3)]
-    assert is_finished(PurePosixPath("shots/clip"), "video", None, JobOptions(outputs=("png16", "video")), remote)
+    assert is_finished(PurePosixPath("shots/clip"), "video", None, JobOptions(outputs=("video",)), remote)
     table = Destination.of(tmp_path / "depth")
     DepthPredictor(_spec(tiny_model, options=JobOptions(outputs=(), seed=0), destination=table, parquet=True))(batch)
     rows_out = pq.read_table(tmp_path / "depth").to_pylist()
@@ -232,20 +244,6 @@ def test_videos_give_frames_and_a_depth_video_in_object_storage_or_frame_rows_in
     np.testing.assert_allclose(parquet.read_depth(rows_out[1]),
                                io.read_depth_png16(tmp_path / "out" / "shots/clip_frames/000001_depth.png"),
                                rtol=0, atol=1e-4 * span)
-
-
-def test_the_fault_hook_fires_once(tmp_path, monkeypatch):
-    exits = []
-    monkeypatch.setattr("os._exit", exits.append)
-    marker = tmp_path / "crash"
-    crash_if_asked(5)  # not armed
-    monkeypatch.setenv(FAULT_ENV, str(marker))
-    marker.write_text("2")
-    crash_if_asked(1)
-    assert exits == [] and marker.exists()
-    crash_if_asked(2)
-    crash_if_asked(3)
-    assert exits == [75] and not marker.exists()
 
 
 def test_without_ray_the_engine_says_how_to_install_it(photos, tmp_path, capsys, monkeypatch):

@@ -5,16 +5,17 @@ reading, the seed rule, the grouping by size and the writers are the local engin
 outputs are the files `primedepth predict` writes. The actor only turns rows into local files
 (`rows.local_item`), skips finished inputs (`resume`), copies outputs up to object storage, and
 reports one row per input: done, skipped or failed with the reason. A batch that Ray retries
-after the actor died redoes only what is missing: every file appears whole, once.
+after the actor died redoes only what is missing: every file appears whole, once. Whether an
+input is finished is decided here, per batch (one existence request to an object store), not
+on the driver.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -24,17 +25,17 @@ from .. import io
 from ..errors import first_line
 from ..jobs import JobOptions, JobSummary, run_job
 from ..loading import load_pipeline, quiet_library_progress
-from .parquet import prediction_record, write_part
-from .resume import is_finished
+from .parquet import finished_names, prediction_record, write_part
+from .resume import destination_clips, finished_flags
 from .rows import DEFAULT_INPUT_COLUMN, RESULT_COLUMNS, Row, batch_rows, columns_of, decode_row, local_item, result_row
-from .storage import Destination, local_folder
+from .storage import Destination, is_uri, local_folder
 
-# Fault drills and tests: a file holding N; the first actor to reach its N-th batch removes
-# the file and kills its own process after the batch's work, before returning its results.
-FAULT_ENV = "PRIMEDEPTH_RAY_FAULT_FILE"
-FAULT_EXIT_CODE = 75
 # Rows of `predict_dataset` without an output folder: one per image or video frame.
 MEMORY_COLUMNS = ("name", "source", "kind", "status", "error", "video", "frame", "prompt", "depth")
+
+# The clips a video row completed (the local engine's `JobSummary.videos`), carried to the
+# driver's job record inside the row's metadata: what makes a finished clip resumable.
+VIDEOS_KEY = "_videos"
 
 Work = list[tuple[Row, io.InputItem]]
 
@@ -44,7 +45,7 @@ class WorkerSpec:
     """What every actor needs (picklable): the model, the job's options and where outputs go.
 
     `destination` None keeps results in the returned rows; `parquet` writes Parquet parts
-    instead of files; `finished` holds the names the Parquet output has already.
+    instead of files (each actor reads the names the Parquet output has already, once).
     """
 
     model: str
@@ -54,7 +55,6 @@ class WorkerSpec:
     options: JobOptions = field(default_factory=JobOptions)
     destination: Destination | None = None
     parquet: bool = False
-    finished: frozenset[str] = frozenset()
     input_column: str = DEFAULT_INPUT_COLUMN
     root: str | None = None
     threads: int | None = None
@@ -73,6 +73,8 @@ class DepthPredictor:
                                keep_results=spec.parquet or spec.destination is None,
                                progress=False, fail_fast=False)
         self._pipeline: Any = None
+        self._finished: frozenset[str] | None = None
+        self._clips: dict[str, frozenset[str]] | None = None
         self.batches = 0
 
     def pipeline(self) -> Any:
@@ -82,37 +84,55 @@ class DepthPredictor:
             self._pipeline = load_pipeline(spec.model, spec.device, spec.dtype, spec.offload)
         return self._pipeline
 
+    def parquet_names(self) -> frozenset[str] | None:
+        """What the Parquet output held when this actor started (None without Parquet): read
+        here, once per actor, so that no driver holds or ships every finished name."""
+        if not self.spec.parquet or self.spec.destination is None:
+            return None
+        if self._finished is None:
+            self._finished = frozenset() if self.options.overwrite else finished_names(self.spec.destination)
+        return self._finished
+
+    def completed_clips(self) -> dict[str, frozenset[str]]:
+        """The clips the destination's job record lists as complete (read once per actor)."""
+        if self._clips is None:
+            self._clips = destination_clips(self.spec.destination)
+        return self._clips
+
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         self.batches += 1
-        with tempfile.TemporaryDirectory(prefix="primedepth-ray-") as scratch:
-            results, work = self._prepare(batch_rows(batch), Path(scratch))
-            if self.spec.destination is None:
-                results += self._in_memory(work)
-                columns = MEMORY_COLUMNS + (("segmentation",) if self.options.segmentation else ())
-            else:
-                results += self._parquet(work) if self.spec.parquet else self._files(work, Path(scratch))
-                columns = RESULT_COLUMNS
-        crash_if_asked(self.batches)
+        # In-memory rows are named below a folder that is never created: only an identity by
+        # which the engine's results are matched to their rows (`rows.local_item`).
+        results, work = self._prepare(batch_rows(batch), Path(f"primedepth-batch-{self.batches:06d}"))
+        if self.spec.destination is None:
+            results += self._in_memory(work)
+            columns = MEMORY_COLUMNS + (("segmentation",) if self.options.segmentation else ())
+        else:
+            results += self._parquet(work) if self.spec.parquet else self._files(work)
+            columns = RESULT_COLUMNS
         return columns_of(results, columns)
 
     def _prepare(self, raw_rows: list[dict[str, Any]], scratch: Path) -> tuple[list[dict[str, Any]], Work]:
-        """Rows as local work items; unreadable and finished ones are answered at once."""
-        spec, results, work = self.spec, [], []
-        (scratch / "in").mkdir()
-        for index, raw in enumerate(raw_rows):
-            row = decode_row(raw, spec.input_column, spec.root)
+        """Rows as local work items; rows listed as unusable, unreadable and finished ones are
+        answered at once (finished ones before anything is downloaded)."""
+        spec, results, pending = self.spec, [], []
+        for raw in raw_rows:
+            if raw.get("error") is not None:  # set aside by the listing (missing, clashing)
+                results.append(_listed_failure(raw))
+                continue
+            pending.append(decode_row(raw, spec.input_column, spec.root))
+        if spec.destination is not None and pending:
+            entries = [(row.name, row.kind, _local_file(row)) for row in pending]
+            finished = finished_flags(entries, self.options, spec.destination, self.parquet_names(),
+                                      self.completed_clips)
+            results += [result_row(row, "skipped") for row, done in zip(pending, finished) if done]
+            pending = [row for row, done in zip(pending, finished) if not done]
+        work = []
+        for index, row in enumerate(pending):
             try:
-                item = local_item(row, scratch / "in", index)
+                work.append((row, local_item(row, scratch / "in", index)))
             except (OSError, ValueError) as error:  # InputError is a ValueError
                 results.append(result_row(row, "failed", first_line(str(error))))
-                continue
-            if spec.destination is not None and is_finished(
-                row.name, row.kind, item.path, self.options, spec.destination,
-                spec.finished if spec.parquet else None,
-            ):
-                results.append(result_row(row, "skipped"))
-                continue
-            work.append((row, item))
         return results, work
 
     def _run(self, group: Work, options: JobOptions) -> tuple[JobSummary, dict[str, str]]:
@@ -120,19 +140,28 @@ class DepthPredictor:
         summary = run_job([item for _, item in group], self.pipeline, options)
         return summary, dict(summary.failures)
 
-    def _files(self, work: Work, scratch: Path) -> list[dict[str, Any]]:
-        """Write the file outputs (staged and copied up for object storage); report each row."""
-        destination = self.spec.destination
-        staging = None if destination.is_local else scratch / "out"
-        options = self.options if staging is None else replace(self.options, output_dir=staging)
-        results = []
+    def _files(self, work: Work) -> list[dict[str, Any]]:
+        """Write the file outputs; report each row. A local destination is written in place; for
+        object storage each group's outputs are spooled to one private folder (bounded by the
+        group) and copied up file by file, each object complete, then the spool is removed."""
+        if not work:
+            return []
+        if self.spec.destination.is_local:
+            return self._write_groups(work, self.options, None)
+        with tempfile.TemporaryDirectory(prefix="primedepth-ray-spool-") as spool:
+            return self._write_groups(work, replace(self.options, output_dir=Path(spool)), Path(spool))
+
+    def _write_groups(self, work: Work, options: JobOptions, staging: Path | None) -> list[dict[str, Any]]:
+        """Run the engine on each group and report each row (uploading a spool when there is one)."""
+        destination, results = self.spec.destination, []
         for group in _groups(work):
             summary, failures = self._run(group, options)
             uploaded = None if staging is None else _upload(staging, destination, options.overwrite)
             for row, item in group:
                 reason = failures.get(item.label) or uploaded
                 images = summary.images if item.kind == "video" else 1
-                done = result_row(row, "done", images=images, metadata=summary.metadata)
+                metadata = {**summary.metadata, VIDEOS_KEY: summary.videos} if summary.videos else summary.metadata
+                done = result_row(row, "done", images=images, metadata=metadata)
                 results.append(result_row(row, "failed", reason) if reason else done)
         return results
 
@@ -160,7 +189,8 @@ class DepthPredictor:
             for prediction in summary.results:
                 row, item = by_path[prediction.source]
                 if prediction.status != "done":
-                    rows_out.append({**result_row(row, prediction.status, prediction.error), **_empty_arrays(self.options)})
+                    failed = result_row(row, prediction.status, prediction.error)
+                    rows_out.append({**failed, **_empty_arrays(self.options)})
                     continue
                 record = prediction_record(prediction, item, row.source)
                 rows_out.append({**result_row(row, "done", images=1), **record, "name": prediction.name})
@@ -197,19 +227,13 @@ def _upload(staging: Path, destination: Destination, overwrite: bool) -> str | N
     return None
 
 
-def crash_if_asked(batches: int) -> None:
-    """Kill this process once, as an out-of-memory kill would, when `FAULT_ENV` asks for it."""
-    marker = os.environ.get(FAULT_ENV)
-    if not marker:
-        return
-    try:
-        after = int(Path(marker).read_text().strip() or 1)
-    except (OSError, ValueError):
-        return
-    if batches < after:
-        return
-    try:
-        os.rename(marker, f"{marker}.fired")  # only one actor wins the rename
-    except OSError:
-        return
-    os._exit(FAULT_EXIT_CODE)
+def _local_file(row: Row) -> Path | None:
+    """The row's input as a local file, when it is one (the local engine's resume rule reads it)."""
+    return Path(row.source) if row.data is None and not is_uri(row.source) else None
+
+
+def _listed_failure(raw: dict[str, Any]) -> dict[str, Any]:
+    """The result of a row the listing found unusable: failed, with its reason."""
+    path = str(raw.get("path") or raw.get("name"))
+    row = Row(name=PurePosixPath(str(raw.get("name") or path)), source=path, kind=str(raw.get("kind") or "image"))
+    return result_row(row, "failed", str(raw["error"]))

@@ -16,12 +16,12 @@ from typing import Any
 import ray
 import ray.data
 
-from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID
+from ..constants import OFFICIAL_REPO_ID
 from ..errors import InputError
-from ..io.outputs import DEFAULT_COLORMAP, DEFAULT_OUTPUTS
+from ..io.outputs import DEFAULT_OUTPUTS
+from ..engine.options import job_options, takes_job_keywords
 from ..jobs import JobOptions
 from .actor import DepthPredictor, WorkerSpec
-from .parquet import finished_names
 from .rows import DEFAULT_INPUT_COLUMN
 from .storage import Destination, local_folder
 
@@ -86,38 +86,44 @@ def _resources(pool: PoolSpec) -> tuple[float, float, int]:
     return gpus, cpus, pool.threads_per_actor or threads
 
 
-def map_predictions(dataset: ray.data.Dataset, worker: WorkerSpec, pool: PoolSpec) -> ray.data.Dataset:
-    """The dataset mapped through a pool of `DepthPredictor` actors (see `predict_dataset`)."""
+def map_predictions(dataset: ray.data.Dataset, worker: WorkerSpec, pool: PoolSpec,
+                    predictor: type[DepthPredictor] = DepthPredictor) -> ray.data.Dataset:
+    """The dataset mapped through a pool of `predictor` actors (see `predict_dataset`); tests
+    pass a subclass of `DepthPredictor` to inject faults."""
     gpus, cpus, threads = _resources(pool)
     return dataset.map_batches(
-        DepthPredictor,
+        predictor,
         fn_constructor_kwargs={"spec": replace(worker, threads=threads)},
         batch_size=rows_per_batch(worker.options, pool),
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool.actors),
         num_cpus=cpus,
         num_gpus=gpus,
+        scheduling_strategy="SPREAD",  # one model per node before two on one: memory, and a lost node costs less
     )
 
 
 def output_target(output_dir: Any, outputs: Sequence[str]) -> tuple[Destination | None, tuple[str, ...], bool]:
-    """Where outputs go (None: into the returned rows), the file kinds, and whether Parquet."""
+    """Where outputs go (None: into the returned rows), the file kinds, and whether Parquet.
+    A URI is checked here, before any model loads (`Destination.check_writable`)."""
     kinds, parquet = split_outputs(outputs)
     destination = Destination.of(output_dir) if output_dir is not None else None
     if parquet and destination is None:
         raise InputError("Parquet output needs an output folder (output_dir)")
+    if destination is not None:
+        destination.check_writable()
     return destination, kinds, parquet
 
 
 def worker_spec(model: Any, job: JobOptions, destination: Destination | None, parquet: bool,
                 model_args: dict[str, Any], input_column: str, root: str | None) -> WorkerSpec:
-    """The actors' spec; what a Parquet output holds already is read here, once."""
-    finished = finished_names(destination) if parquet and not job.overwrite else frozenset()
+    """The actors' spec (each actor reads what a Parquet output holds already itself)."""
     model = str(os.path.abspath(model)) if os.path.exists(str(model)) else str(model)
     return WorkerSpec(model=model, options=job, destination=destination, parquet=parquet,
-                      finished=finished, input_column=input_column, root=root, **model_args)
+                      input_column=input_column, root=root, **model_args)
 
 
+@takes_job_keywords
 def predict_dataset(
     dataset: ray.data.Dataset,
     model: str | os.PathLike[str] = OFFICIAL_REPO_ID,
@@ -127,20 +133,13 @@ def predict_dataset(
     device: str = "auto",
     dtype: str = "fp32",
     offload: bool = False,
-    batch_size: int | str = "auto",
-    max_size: int = DEFAULT_MAX_SIZE,
-    prompt: str | None = None,
-    seed: int | None = DEFAULT_SEED,
-    segmentation: bool = False,
-    colormap: str = DEFAULT_COLORMAP,
-    overwrite: bool = False,
-    ensemble: Any = None,
     actors: int = 1,
     gpus_per_actor: float | None = None,
     threads_per_actor: int | None = None,
     rows_per_batch: int | None = None,
     input_column: str = DEFAULT_INPUT_COLUMN,
     root: str | None = None,
+    **job: Any,
 ) -> ray.data.Dataset:
     """Depth for every row of a Ray dataset of images and videos; lazy, like any Ray Data step.
 
@@ -158,9 +157,7 @@ def predict_dataset(
     shared out); `rows_per_batch` rows go to an actor per call (default: 8, or whole batches).
     """
     destination, kinds, parquet = output_target(output_dir, outputs)
-    job = JobOptions(output_dir=local_folder(destination), outputs=kinds, colormap=colormap, batch_size=batch_size,
-                     max_size=max_size, prompt=prompt, seed=seed, segmentation=segmentation, overwrite=overwrite,
-                     ensemble=ensemble, model_name=str(model))
+    job = job_options(job, output_dir=local_folder(destination), outputs=kinds, model_name=str(model))
     model_args = {"device": device, "dtype": dtype, "offload": offload}
     worker = worker_spec(model, job, destination, parquet, model_args, input_column, root)
     pool = PoolSpec(actors=actors, gpus_per_actor=gpus_per_actor, threads_per_actor=threads_per_actor,

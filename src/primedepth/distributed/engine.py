@@ -1,11 +1,17 @@
-"""`primedepth predict --engine ray`: the job of the local CLI, spread over Ray actors.
+"""`primedepth predict --engine ray`: the job of the local CLI, spread over Ray actors, streaming.
 
-1. inputs: what the local CLI takes (its work items), plus URIs of files and folders on any
-   filesystem pyarrow reaches, plus Parquet datasets of encoded images;
-2. inputs whose outputs all exist are skipped before anything is dispatched (resume);
-3. the rest goes through `predict_dataset`'s actors, one model each;
-4. the result rows are counted into the local engine's `JobSummary`, and the failures are
-   written to ``OUT/_primedepth_errors.jsonl`` (one JSON object per line: path, reason).
+1. the output location is checked first (a local folder as the local CLI checks it; a URI by
+   writing and removing an empty object): a bad location fails before Ray or a model starts;
+2. each input argument is checked with one request (missing, unreachable, forbidden); the inputs
+   are then listed inside a Ray task (`listing`), so the driver never holds the list;
+3. the rows stream through `predict_dataset`'s actors, one model each, which skip finished
+   inputs themselves (resume) and report one row per input;
+4. the driver only counts the result rows into the local engine's `JobSummary` and keeps the
+   failures, which go to ``OUT/_primedepth_errors.jsonl`` (one JSON object per line: path,
+   reason); the job record goes to ``OUT/primedepth_job.json`` for local folders and URIs alike
+   (``_primedepth_job.json`` beside a Parquet output, so that Parquet readers skip it).
+
+Bad locations raise `InputError` (exit status 2) with one line naming the location and cause.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import argparse
 import json
 import logging
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,18 +33,20 @@ from typing import Any
 import ray
 import ray.data
 
-from .. import io
-from .. import errors
+from .. import errors, io
 from ..errors import InputError, PrimeDepthError
-from ..jobs import JobOptions, JobSummary, collect_items, prepare_output_dir, write_job_record
-from .actor import WorkerSpec
-from .dataset import PoolSpec, map_predictions, output_target, worker_spec
+from ..jobs import JobOptions, JobSummary, prepare_output_dir, write_job_record
+from .actor import VIDEOS_KEY, WorkerSpec
+from .dataset import PoolSpec, map_predictions, output_target, rows_per_batch, worker_spec
+from .listing import Listing, check_argument, input_rows, item_row
 from .rows import DEFAULT_INPUT_COLUMN, batch_rows
-from .resume import is_finished
-from .storage import Destination, is_uri, list_media, local_folder
+from .storage import Destination, is_uri, local_folder, shown
 
 # An underscore keeps it out of Parquet readers when the output is a Parquet dataset.
 ERRORS_FILE = "_primedepth_errors.jsonl"
+# The local engine's job record, and its name beside a Parquet dataset (readers skip '_' files).
+JOB_RECORD = "primedepth_job.json"
+PARQUET_JOB_RECORD = "_primedepth_job.json"
 # How a user-facing error ends a worker's traceback: "primedepth.errors.InputError: message".
 WORKER_ERROR = re.compile(rf"^{re.escape(errors.__name__)}\.(\w+): (.+)$", re.MULTILINE)
 # Columns a Parquet input may have besides the image bytes.
@@ -45,51 +55,47 @@ PARQUET_KEY_COLUMNS = ("path", "name", "kind")
 
 @dataclass
 class Inputs:
-    """A job's inputs: file rows (local paths or URIs) and Parquet datasets."""
+    """A job's inputs: what to list (in a Ray task) and Parquet datasets."""
 
-    rows: list[dict[str, str]] = field(default_factory=list)
+    listing: Listing = field(default_factory=Listing)
     parquet: list[str] = field(default_factory=list)
-    invalid: list[tuple[str, str]] = field(default_factory=list)  # (label, reason): failed up front
-
-    def add_items(self, items: Sequence[io.InputItem]) -> None:
-        """The local engine's work items: rows, and the inputs it found unusable."""
-        for item in items:
-            if item.kind == "invalid":
-                self.invalid.append((item.label, getattr(item, "error", None) or "cannot be processed"))
-            else:  # the path made absolute: workers may run in another folder
-                self.rows.append({"path": str(Path(item.path).resolve()), "name": str(item.name), "kind": item.kind})
 
 
 def run_ray_job(items: Sequence[io.InputItem] | None, args: argparse.Namespace, options: JobOptions) -> JobSummary:
     """Run the predict command's job on Ray; the same summary as the local engine's.
 
-    `items`: the local CLI's work items, or None to collect `args.inputs` here (URIs and
-    Parquet datasets included; a local output folder is then also prepared here, and the job
-    record written, as the CLI does for the local engine). `args`: the predict command's
-    arguments; `options`: its job options (``parquet`` is read from `args.outputs`).
+    `items`: the local CLI's work items, or None to take `args.inputs` here (URIs and Parquet
+    datasets included; a local output folder is then also prepared here, and the job record
+    written, as the CLI does for the local engine). `args`: the predict command's arguments;
+    `options`: its job options (``parquet`` is read from `args.outputs`).
     """
     started = time.perf_counter()
     worker = _worker(args, options)
     inputs = _inputs(items, args, worker)
-    summary = JobSummary(failed=len(inputs.invalid), failures=list(inputs.invalid))
-    summary.stopped = options.fail_fast and summary.failed > 0
-    rows = [row for row in inputs.rows if not _skip(row, worker, summary)]
+    summary = JobSummary()
     pool = PoolSpec(actors=args.actors or 1, gpus_per_actor=args.gpus_per_actor)
+    rows = 0
     with ray_session(args.ray_address):
-        jobs = [(ray.data.from_items(rows), True)] if rows else []
-        jobs += [(_parquet_dataset(source, worker.input_column), False) for source in inputs.parquet]
-        for dataset, prefiltered in jobs:
+        block_rows = rows_per_batch(worker.options, pool)
+        datasets = [input_rows(inputs.listing, block_rows)] if inputs.listing else []
+        datasets += [_parquet_dataset(source, worker.input_column).repartition(target_num_rows_per_block=block_rows)
+                     for source in inputs.parquet]
+        for dataset in datasets:
             if not summary.stopped:
-                _tally(map_predictions(dataset, worker, pool), summary, options.fail_fast, prefiltered)
+                rows += _tally(map_predictions(dataset, worker, pool), summary, options.fail_fast)
+    if rows == 0:
+        raise InputError("no images or videos found in the given inputs "
+                         "(folders are read without their sub-folders unless --recursive)")
     write_errors(worker.destination, summary.failures)
     summary.seconds = time.perf_counter() - started
-    if items is None and worker.options.output_dir is not None:
-        write_job_record(worker.options, summary)
+    if items is None:
+        record_job(worker, summary)
     return summary
 
 
 def _worker(args: argparse.Namespace, options: JobOptions) -> WorkerSpec:
-    """The actors' spec from the command's arguments and options (checked before Ray starts)."""
+    """The actors' spec from the command's arguments and options; the output location is
+    checked here, before Ray starts (`output_target`)."""
     destination, kinds, parquet = output_target(args.output_dir, args.outputs)
     job = replace(options, output_dir=local_folder(destination), outputs=() if parquet else options.outputs)
     model_args = {"device": args.device, "dtype": args.dtype, "offload": args.offload}
@@ -115,116 +121,89 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 
 def _inputs(items: Sequence[io.InputItem] | None, args: argparse.Namespace, worker: WorkerSpec) -> Inputs:
-    """Rows for the given work items, or the command's inputs collected here (and a local
-    output folder checked and cleaned of an earlier run's temporaries, as the CLI does)."""
+    """What to list: the given work items, or the command's inputs, each checked here with one
+    request (and a local output folder checked and cleaned of an earlier run's temporaries,
+    as the CLI does)."""
     if items is not None:
-        inputs = Inputs()
-        inputs.add_items(items)
-        return inputs
+        rows = tuple(item_row(item) for item in items)
+        return Inputs(listing=Listing(rows=rows))
     inputs = collect_inputs(args.inputs, args.recursive, args.output_dir, getattr(args, "input_column", None))
     if worker.options.output_dir is not None:
-        kinds = [io.InputItem(name=PurePosixPath(row["name"]), kind=row["kind"]) for row in inputs.rows]
-        prepare_output_dir(worker.options, kinds)
+        # The kinds are known only once listed: the "--outputs video without videos" check
+        # is the local engine's; here a video placeholder lets the folder check run alone.
+        prepare_output_dir(worker.options, [io.InputItem(name=PurePosixPath("-"), kind="video")])
     return inputs
 
 
 def collect_inputs(inputs: Sequence[str], recursive: bool, output_dir: str, input_column: str | None) -> Inputs:
     """Local inputs as the local CLI takes them, URIs of files or folders, and Parquet datasets
-    (inputs ending in .parquet, or every non-media input when an input column is named)."""
-    local, collected = [], Inputs()
+    (inputs ending in .parquet, or every non-media input when an input column is named). Each
+    argument is checked (one request); the files are listed later, in a Ray task."""
+    local, uris, parquet = [], [], []
     for raw in map(str, inputs):
-        if raw.rstrip("/").endswith(".parquet") or (input_column and io.media_kind(Path(raw)) is None):
-            collected.parquet.append(raw if is_uri(raw) else str(Path(raw).resolve()))
-        elif is_uri(raw):
-            collected.rows += [{"path": uri, "name": str(name), "kind": kind} for uri, name, kind in list_media(raw, recursive)]
-        else:
-            local.append(raw)
-    output = None if is_uri(output_dir) else Path(output_dir)
-    if local:
-        collected.add_items(collect_items(local, recursive=recursive, output_dir=output))
-    _set_clashes_aside(collected)
-    if not collected.rows and not collected.parquet and not collected.invalid:
-        raise InputError("no images or videos found in the given inputs")
-    _announce(collected, output_dir)
-    return collected
+        if raw.split("?", 1)[0].rstrip("/").endswith(".parquet") or (input_column and io.media_kind(Path(raw)) is None):
+            parquet.append(raw if is_uri(raw) else str(Path(raw).resolve()))
+            continue
+        check_argument(raw)
+        (uris if is_uri(raw) else local).append(raw)
+    output = output_dir if is_uri(output_dir) else str(Path(output_dir).resolve())
+    listing = Listing(local=tuple(local), uris=tuple(uris), recursive=recursive, output_dir=output)
+    _announce(len(local) + len(uris), len(parquet), output_dir)
+    return Inputs(listing=listing, parquet=parquet)
 
 
-def _set_clashes_aside(inputs: Inputs) -> None:
-    """Two different files that would write the same outputs both fail, with the reason, and
-    the rest goes on (the local engine's rule, `io.deduplicate`); repeats of one file run once."""
-    paths: dict[tuple[str, str], list[str]] = {}
-    for row in inputs.rows:
-        twins = paths.setdefault((row["name"], row["kind"]), [])
-        if row["path"] not in twins:
-            twins.append(row["path"])
-    kept, seen = [], set()
-    for row in inputs.rows:
-        twins = paths[(row["name"], row["kind"])]
-        if len(twins) > 1:
-            reason = f"{' and '.join(twins)} would all write outputs named '{row['name']}'"
-            inputs.invalid.append((row["path"], reason))
-        elif row["path"] not in seen:
-            kept.append(row)
-            seen.add(row["path"])
-    inputs.rows = kept
-
-
-def _announce(inputs: Inputs, output_dir: str) -> None:
-    """One line on what is about to happen."""
-    videos = sum(row["kind"] == "video" for row in inputs.rows)
-    parts = [f"{len(inputs.rows) - videos} images", f"{videos} videos", f"{len(inputs.parquet)} Parquet datasets"]
-    print(f"primedepth predict (ray): {', '.join(parts)} -> {output_dir}", file=sys.stderr)
-
-
-def _skip(row: dict[str, str], worker: WorkerSpec, summary: JobSummary) -> bool:
-    """Count a finished input as skipped, before dispatch; True if it was."""
-    local = None if is_uri(row["path"]) else Path(row["path"])
-    parquet = worker.finished if worker.parquet else None
-    finished = is_finished(PurePosixPath(row["name"]), row["kind"], local, worker.options, worker.destination, parquet)
-    summary.skipped += finished
-    return finished
+def _announce(arguments: int, parquet: int, output_dir: str) -> None:
+    """One line on what is about to happen (the inputs are counted as they are listed)."""
+    parts = [f"{arguments} input locations (listed as the job runs)", f"{parquet} Parquet datasets"]
+    print(f"primedepth predict (ray): {', '.join(parts)} -> {shown(str(output_dir))}", file=sys.stderr)
 
 
 def _parquet_dataset(source: str, column: str) -> ray.data.Dataset:
     """A Parquet input, only the columns a row needs; the image column must be there."""
-    dataset = ray.data.read_parquet(source)
-    names = dataset.schema().names
+    try:
+        dataset = ray.data.read_parquet(source)
+        names = dataset.schema().names
+    except (OSError, ValueError) as error:
+        raise InputError(f"{shown(source)}: cannot read this Parquet dataset ({errors.first_line(error)})") from None
     if column not in names:
-        raise InputError(f"{source}: no column '{column}' (columns: {', '.join(names)}); name it with --input-column")
+        raise InputError(f"{shown(source)}: no column '{column}' (columns: {', '.join(names)}); "
+                         "name it with --input-column")
     return dataset.select_columns([column, *(name for name in PARQUET_KEY_COLUMNS if name in names)])
 
 
-def _tally(results: ray.data.Dataset, summary: JobSummary, fail_fast: bool, prefiltered: bool) -> None:
-    """Count the result rows into the summary as they stream in; stop early with `fail_fast`.
-
-    When the rows were `prefiltered` (finished ones skipped before dispatch), an input that an
-    actor finds finished was written by an earlier attempt of its batch (a retry after a
-    crash) and counts as done.
-    """
+def _tally(results: ray.data.Dataset, summary: JobSummary, fail_fast: bool) -> int:
+    """Count the result rows into the summary as they stream in (the driver keeps counts and
+    failures only); stop early with `fail_fast`. Returns how many rows came back."""
+    rows = 0
     try:
-        for batch in results.iter_batches(batch_format="numpy"):
+        for batch in results.iter_batches(batch_format="numpy", batch_size=None):
             for row in batch_rows(batch):
-                _count(row, summary, prefiltered)
+                rows += 1
+                count_row(row, summary)
             if fail_fast and summary.failed:
                 summary.stopped = True
-                return
+                break
     except Exception as error:
         raise _user_error(error) from None
+    return rows
 
 
-def _count(row: dict[str, Any], summary: JobSummary, prefiltered: bool) -> None:
+def count_row(row: dict[str, Any], summary: JobSummary) -> None:
     """Add one result row to the summary."""
     if row["status"] == "failed":
         summary.failed += 1
         summary.failures.append((str(row["source"]), str(row["error"])))
         return
-    if row["status"] == "skipped" and not prefiltered:
+    if row["status"] == "skipped":
         summary.skipped += 1
         return
     summary.done += 1
     summary.images += int(row["images"] or 0)
-    if row["metadata"] and not summary.metadata:
-        summary.metadata = json.loads(row["metadata"])
+    summary.clips += row["kind"] == "video"
+    if row["metadata"]:
+        metadata = json.loads(row["metadata"])
+        summary.videos += metadata.pop(VIDEOS_KEY, [])
+        summary.metadata = summary.metadata or metadata
 
 
 def _user_error(error: BaseException) -> BaseException:
@@ -254,3 +233,29 @@ def write_errors(destination: Destination, failures: Sequence[tuple[str, str]]) 
     text = "".join(json.dumps({"path": path, "reason": reason}) + "\n" for path, reason in failures)
     with destination.atomic_file(ERRORS_FILE) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def record_job(worker: WorkerSpec, summary: JobSummary) -> None:
+    """The local engine's job record, wherever the outputs went: appended in place for a local
+    folder; for a URI (or beside a Parquet dataset) the record is read, appended to locally by
+    the local engine's writer, and put back whole."""
+    destination = worker.destination
+    if destination is None or not summary.metadata:
+        return
+    if destination.is_local and not worker.parquet:
+        write_job_record(worker.options, summary)
+        return
+    name = PARQUET_JOB_RECORD if worker.parquet else JOB_RECORD
+    with tempfile.TemporaryDirectory(prefix="primedepth-record-") as folder:
+        local = Path(folder) / JOB_RECORD
+        if destination.exists([name])[0]:
+            destination.download(name, local)
+        write_job_record(replace(worker.options, output_dir=Path(folder)), summary)
+        if not local.is_file():
+            return
+        if worker.parquet:  # the engine's options know files only: name the Parquet output
+            runs = json.loads(local.read_text(encoding="utf-8"))
+            runs[-1]["outputs"] = ["parquet"]
+            local.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+        with destination.atomic_file(name) as temporary:
+            shutil.copyfile(local, temporary)
