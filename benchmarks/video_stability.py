@@ -1,161 +1,204 @@
-"""Temporal consistency of video depth: flicker and accuracy of none / align / flow, and speed.
+"""Temporal consistency of video depth on hard clips: flicker, accuracy and drift of each mode, and speed.
 
-    python benchmarks/video_stability.py                      # synthetic protocol + 720p throughput
-    python benchmarks/video_stability.py --sweep              # also the window x smoothing grid
-    python benchmarks/video_stability.py --frames 150 --size 96x128 --speed 0.02 --no-throughput  # drift
+    python benchmarks/video_stability.py                    # the protocol (48 frames, 3 seeds) + 720p speed + solve latency
+    python benchmarks/video_stability.py --pessimistic      # per-frame errors that change on every frame
+    python benchmarks/video_stability.py --frames 24 --size 48x64 --seeds 1 --no-throughput   # smoke run
     python benchmarks/video_stability.py --clip my.mp4 --predictions out/my_frames [--depth gt/]
 
-Synthetic protocol (`primedepth.video.synthetic`, `primedepth.video.metrics`): two clips with
-known depth -- a camera walking through boxes ("moving camera") and a still camera watching a
-box move ("moving object") -- whose per-frame predictions are simulated as a random scale and
-shift per frame plus smooth and pixel noise on the true inverse depth. For each method:
+Clips (`primedepth.video.synthetic`, ray-cast, so the true depth of every pixel is known): a still
+camera watching a box move ("moving object"), a camera walking forwards and sideways while
+turning ("camera walk": rotation and translation), a slowly panning camera with a near box
+crossing the whole view ("occluder"), and two shots with a hard cut, the second with a near box
+entering ("hard cut").
 
-- flicker: mean |frame t - frame t-1| on static pixels, of the frames as written (per-frame
-  min/max for "per-frame", the one clip-wide range otherwise), in % of the depth range; for
-  align and flow both the exact aligned frames ("16-bit data": the 16-bit PNGs) and their
-  temporally smoothed copies ("display": colour frames and the depth video);
-- AbsRel: of depth after one scale-and-shift fit (disparity space) for the whole clip;
-- ms/frame: stabilisation alone at the clip's size.
+Per-frame predictions (`synthetic.model_like_predictions`) are NOT of the stabiliser's form
+(one scale and shift per frame plus noise): the true disparity times a fixed and a slowly
+changing low-frequency error field, local blobs that come and go, the model's own per-frame
+normalisation (2nd..98th percentiles: a near object entering squeezes everything else), then a
+random scale and shift per frame and pixel noise. By default the changing errors move on in
+proportion to how much of the view changed (a model run with one noise draw per clip is
+deterministic); `--pessimistic` makes them change fully on every frame.
 
-Rows: "per-frame" is what video frames got before (each min/max normalised on its own), "none"
-the raw predictions under one clip-wide range (no alignment), "align"/"flow" the two modes, and
-"flow, flow-warped fit" fits each frame on flow-warped instead of same-pixel correspondences
-(the measurement behind using flow for the display average only).
+Columns (for each method; the 16-bit data are the exact aligned frames of the 16-bit PNGs, the
+display their temporally smoothed copies of the colour frames and the depth video):
 
-Throughput: frames/s of `Stabilizer.push` plus the clip range at 1280x720 on this CPU.
+- flicker: mean |frame t - frame t-1| on static pixels (true disparity changed < 0.5% of the range,
+  not on a moving object), frames shown by the clip's range, in % of it; "x" is per-frame / method;
+- AbsRel: of depth after ONE scale-and-shift fit (disparity space) for the whole clip -- per shot
+  for the hard cut, whose shots share no geometry (the single fit over both is printed below);
+- drift: |scale at the end / scale at the start - 1| of the aligned frames against the truth (4
+  frames each end, per shot);
+- ms/frame: the stabiliser alone at the clip's size, both passes.
 
-Own clip (real weights): predict raw per-frame depth first, then score it. `--depth` takes true
-depth (.npy per frame, same names); without it only flicker is reported, on the pixels whose
-colour does not change between frames (meaningful for a still camera):
-
-    primedepth predict my.mp4 -o out --temporal none --outputs npy
-    python benchmarks/video_stability.py --clip my.mp4 --predictions out/my_frames
+Rows: "per-frame" normalises each frame on its own min/max (what frames got before); "per-frame
+fit to truth" fits each frame to its true disparity: the floor of any per-frame scale and shift;
+"none" keeps the raw predictions under one range; "align" and "flow" fit each frame to the previous
+4 frames (same pixel / optical flow); "global" (the default) solves all frames jointly
+(`primedepth.video.coalign`); "global + tracked pairs" adds pairs along optical flow to the solve.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from primedepth.alignment import fit_scale_shift
 from primedepth.io import read_video_frames
-from primedepth.video import ClipRange, Stabilizer, stabilize
+from primedepth.video import ClipRange, GlobalStabilizer, Stabilizer, stabilize
+from primedepth.video.coalign import SAME_PIXEL_GAPS, STILL_EVERY, STILL_GAPS, ClipSummary, Pair, solve
 from primedepth.video.correspondence import COLOUR_TOLERANCE, to_gray
-from primedepth.video.metrics import clip_abs_rel, clip_normalized, flicker, per_frame_normalized, static_pixels
-from primedepth.video.synthetic import moving_camera_clip, simulate_predictions, static_camera_clip
+from primedepth.video.metrics import (
+    clip_abs_rel,
+    clip_normalized,
+    drift,
+    flicker,
+    per_frame_normalized,
+    static_pixels,
+)
+from primedepth.video.synthetic import HARD_CLIPS, model_like_predictions, moving_camera_clip
 
-# (row label, mode or None for per-frame normalisation, extra `stabilize` arguments)
-METHODS = (("per-frame", None, {}), ("none", "none", {}), ("align", "align", {}), ("flow", "flow", {}),
-           ("flow, flow-warped fit", "flow", {"flow_fit": True}))
+# (row label, mode: None per-frame normalisation, "truth" per-frame fit to the truth; `stabilize` arguments)
+METHODS = (("per-frame", None, {}), ("per-frame fit to truth", "truth", {}), ("none", "none", {}),
+           ("align", "align", {}), ("flow", "flow", {}), ("global", "global", {}),
+           ("global + tracked pairs", "global", {"flow_fit": True}))
+
+
+def _frames(method: str | None, predictions: np.ndarray, frames: np.ndarray | None, depth: np.ndarray | None,
+            settings: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(16-bit data, display) frames of one method, each as shown: by the clip's range or per frame."""
+    if method is None:
+        shown = per_frame_normalized(list(predictions))
+        return shown, shown
+    if method == "truth":
+        fitted = []
+        for prediction, truth in zip(predictions, depth):
+            scale, shift = fit_scale_shift(prediction, 1.0 / truth, np.isfinite(prediction))
+            fitted.append((scale * prediction + shift).astype(np.float32))
+        return clip_normalized(fitted), clip_normalized(fitted)
+    result = stabilize(list(predictions), frames, mode=method, **settings)
+    return clip_normalized(result.depths), clip_normalized(result.display)
 
 
 def _score(method: str | None, predictions: np.ndarray, frames: np.ndarray | None, static: np.ndarray,
-           depth: np.ndarray | None, **settings: object) -> dict:
-    """Flicker, AbsRel and stabilisation time of one method on one clip: of the exact aligned
-    frames (16-bit PNG data) and, with a "display " prefix, of their smoothed copies (colour, video)."""
+           depth: np.ndarray | None, shots: list[tuple[int, int]], settings: dict) -> dict:
+    """Flicker (16-bit data and display), AbsRel (per shot), drift and time of one method on one clip."""
+    if method == "truth" and depth is None:
+        return {}
     started = time.perf_counter()
-    if method is None:
-        data = display = per_frame_normalized(list(predictions))
-    else:
-        result = stabilize(list(predictions), frames, mode=method, **settings)
-        data, display = clip_normalized(result.depths), clip_normalized(result.display)
-    seconds = time.perf_counter() - started
-    scores = {"ms": 1000 * seconds / len(predictions)}
-    for prefix, shown in (("", data), ("display ", display)):
-        scores[prefix + "flicker"] = flicker(shown, static)
-        scores[prefix + "abs_rel"] = None if depth is None else clip_abs_rel(shown, depth)
+    data, display = _frames(method, predictions, frames, depth, settings)
+    scores = {"ms": 1000 * (time.perf_counter() - started) / len(predictions),
+              "flicker": flicker(data, static), "display flicker": flicker(display, static)}
+    if depth is not None:
+        scores["abs_rel"] = max(clip_abs_rel(data[a:b], depth[a:b]) for a, b in shots)
+        scores["abs_rel one fit"] = clip_abs_rel(data, depth)
+        scores["drift"] = drift(data, depth, [a for a, _ in shots])
     return scores
 
 
-def _split(row: dict) -> list[dict]:
-    """One table row per output: data (16-bit PNG) and, when it differs, display (colour, video)."""
-    data = {key: value for key, value in row.items() if not key.startswith("display ")}
-    display = {**data, "method": f"{row['method']} (display)", "flicker": row["display flicker"],
-               "abs_rel": row["display abs_rel"]}
-    same = row["display flicker"] == row["flicker"]
-    return [data] if same else [{**data, "method": f"{row['method']} (16-bit data)"}, display]
-
-
-def _scenes(frames: int, size: tuple[int, int], speed: float | None) -> list[tuple[str, object]]:
-    """The two synthetic clips; `speed`: the camera's step per frame (the object moves 4/3 as fast)."""
-    moving = {} if speed is None else {"speed": speed}
-    still = {} if speed is None else {"speed": 4 * speed / 3}
-    return [("moving camera", moving_camera_clip(frames=frames, size=size, **moving)),
-            ("moving object", static_camera_clip(frames=frames, size=size, **still))]
-
-
-def synthetic_rows(frames: int, size: tuple[int, int], seeds: int, noise: tuple[float, float],
-                   speed: float | None = None) -> list[dict]:
-    """The protocol's table rows: each scene x method, averaged over `seeds` simulated runs."""
+def synthetic_rows(frames: int, size: tuple[int, int], seeds: int, content_driven: bool) -> list[dict]:
+    """The protocol's rows: each clip type x method, averaged over `seeds` simulated runs."""
     rows = []
-    for scene, clip in _scenes(frames, size, speed):
+    for scene, make in HARD_CLIPS.items():
+        clip = make(frames=frames, size=size)
         static = static_pixels(clip.disparity, clip.moving)
+        shots = [(0, frames)]
+        if scene == "hard cut":
+            shots = [(0, frames // 2), (frames // 2, frames)]
+            static[frames // 2 - 1] = False  # nothing is static across the cut
         floor = flicker(clip_normalized(list(clip.disparity)), static)
+        runs = [model_like_predictions(clip.disparity, seed=seed, content_driven=content_driven) for seed in range(seeds)]
         for name, method, settings in METHODS:
-            scores = [_score(method, _simulated(clip.disparity, seed, noise), clip.frames, static, clip.depth, **settings)
-                      for seed in range(seeds)]
-            rows += _split({"scene": scene, "method": name, "truth": floor, **_mean(scores)})
+            scores = [_score(method, run, clip.frames, static, clip.depth, shots, settings) for run in runs]
+            rows.append({"scene": scene, "method": name, "truth": floor, **_mean(scores)})
     return rows
-
-
-def _simulated(disparity: np.ndarray, seed: int, noise: tuple[float, float]) -> np.ndarray:
-    return simulate_predictions(disparity, seed=seed, smooth_noise=noise[0], pixel_noise=noise[1])[0]
 
 
 def _mean(scores: list[dict]) -> dict:
-    return {key: None if scores[0][key] is None else float(np.mean([score[key] for score in scores])) for key in scores[0]}
-
-
-def sweep_rows(frames: int, size: tuple[int, int], seeds: int, noise: tuple[float, float],
-               speed: float | None = None) -> list[dict]:
-    """align and flow over a grid of window x smoothing, on both scenes."""
-    rows = []
-    for scene, clip in _scenes(frames, size, speed):
-        static = static_pixels(clip.disparity, clip.moving)
-        for method in ("align", "flow"):
-            for window in (1, 4, 8):
-                for smoothing in (0.0, 0.8, 0.9, 0.95):
-                    scores = [_score(method, _simulated(clip.disparity, seed, noise), clip.frames, static, clip.depth,
-                                     window=window, smoothing=smoothing) for seed in range(seeds)]
-                    rows += _split({"scene": scene, "method": f"{method} w={window} s={smoothing}", **_mean(scores)})
-    return rows
+    return {key: float(np.mean([score[key] for score in scores])) for key in scores[0]}
 
 
 def format_rows(rows: list[dict], title: str) -> str:
-    """A markdown table; flicker reduction is against the scene's per-frame row."""
+    """A markdown table; reductions are against the scene's per-frame row."""
     baseline = {row["scene"]: row["flicker"] for row in rows if row["method"] == "per-frame"}
-    baseline.update({row["scene"]: row["flicker"] for row in rows if row["method"].startswith("per-frame")})
-    lines = [f"### {title}", "", "| scene | method | flicker % of range | reduction vs per-frame | AbsRel (one clip fit) | ms/frame |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [f"### {title}", "",
+             "| scene | method | flicker 16-bit % | x | flicker display % | x | AbsRel | drift | ms/frame |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         base = baseline.get(row["scene"])
-        reduction = f"{base / row['flicker']:.1f}x" if base and row["flicker"] > 0 else "-"
-        accuracy = "-" if row.get("abs_rel") is None else f"{row['abs_rel']:.4f}"
-        lines.append(f"| {row['scene']} | {row['method']} | {100 * row['flicker']:.3f} | {reduction} | {accuracy} | {row['ms']:.1f} |")
+        cells = [row["scene"], row["method"]]
+        for key in ("flicker", "display flicker"):
+            cells += [f"{100 * row[key]:.3f}", f"{base / row[key]:.1f}x" if base and row[key] > 0 else "-"]
+        cells += [f"{row[key]:.4f}" if key in row else "-" for key in ("abs_rel",)]
+        cells += [f"{row['drift']:.3f}" if "drift" in row else "-", f"{row['ms']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    single = {row["method"]: row["abs_rel one fit"] for row in rows
+              if row["scene"] == "hard cut" and "abs_rel one fit" in row}
+    if single:
+        lines += ["", "hard cut, AbsRel of ONE fit over both shots (which share no geometry: the gauge each shot "
+                  "gets decides it): " + ", ".join(f"{name} {value:.4f}" for name, value in single.items())]
     floors = {row["scene"]: row["truth"] for row in rows if "truth" in row}
-    if floors:
-        lines += ["", "flicker of the true depth itself (the floor): " + ", ".join(f"{s} {100 * f:.3f}%" for s, f in floors.items())]
+    truth = ", ".join(f"{scene} {100 * value:.3f}%" for scene, value in floors.items())
+    lines += ["", f"flicker of the true depth on the static pixels: {truth}"]
     return "\n".join(lines)
 
 
 def throughput(size: tuple[int, int] = (720, 1280), frames: int = 12) -> str:
-    """Frames/s of stabilisation alone (push + clip range) per mode at `size`, as a table."""
+    """Milliseconds per frame of the stabiliser alone (both passes, clip range included) at `size`."""
     clip = moving_camera_clip(frames=frames, size=size)
-    predictions = simulate_predictions(clip.disparity)[0]
-    lines = [f"### Stabilisation alone at {size[1]}x{size[0]} on this CPU", "", "| mode | ms/frame | frames/s |", "|---|---:|---:|"]
-    for mode in ("none", "align", "flow"):
-        seconds = _timed(lambda: _push_all(mode, predictions, clip.frames))
+    predictions = model_like_predictions(clip.disparity)
+    lines = [f"### Stabilisation alone at {size[1]}x{size[0]} on this CPU (both passes)", "",
+             "| mode | ms/frame | frames/s |", "|---|---:|---:|"]
+    for mode in ("none", "align", "flow", "global"):
+        seconds = _timed(lambda: _run_mode(mode, predictions, clip.frames))
         lines.append(f"| {mode} | {1000 * seconds / frames:.1f} | {frames / seconds:.1f} |")
     return "\n".join(lines)
 
 
-def _push_all(mode: str, predictions: np.ndarray, frames: np.ndarray) -> None:
-    stabilizer, values = Stabilizer(mode), ClipRange()
+def _run_mode(mode: str, predictions: np.ndarray, frames: np.ndarray) -> None:
+    """What a video job does per mode: pass 1 (gather), then pass 2 (aligned frames and display)."""
+    if mode == "global":
+        aligner = GlobalStabilizer()
+        for depth, frame in zip(predictions, frames):
+            aligner.observe(depth, frame)
+        aligner.clip_range()
+        for depth, frame in zip(predictions, frames):
+            aligner.apply(depth, frame)
+        return
+    gather, values = Stabilizer("align" if mode != "none" else "none", smoothing=0.0), ClipRange()
     for depth, frame in zip(predictions, frames):
-        values.add(stabilizer.push(depth, frame).depth)
+        values.add(gather.push(depth, frame).depth)
+    writer = Stabilizer(mode)
+    for depth, frame in zip(predictions, frames):
+        writer.push(depth, frame)
+
+
+def solve_latency(lengths: tuple[int, ...] = (1000, 10000)) -> str:
+    """Seconds of the joint solve alone for clips of `lengths` frames (pairs as pass 1 makes them,
+    from random relations): what the end of pass 1 waits for before the first frame is written."""
+    rng = np.random.default_rng(0)
+    lines = ["### The joint solve alone (between the passes)", "", "| frames | pairs | seconds | summary MB (traced) |",
+             "|---:|---:|---:|---:|"]
+    for count in lengths:
+        tracemalloc.start()
+        summary = ClipSummary(spreads=list(rng.uniform(0.5, 1.5, count)), centres=list(rng.normal(0, 0.1, count)),
+                              ranges=[(0.0, 1.0, 0.01, 0.99)] * count, segment_starts=[0])
+        for later in range(1, count):
+            gaps = list(SAME_PIXEL_GAPS) + (list(STILL_GAPS) if later % STILL_EVERY == 0 else [])
+            for gap in gaps:
+                if later - gap >= 0:
+                    summary.pairs.append(Pair(later - gap, later, float(rng.normal(0, 0.2)), 0.5, 0.5, 0.3, 0.005, False))
+        size = tracemalloc.get_traced_memory()[0] / 1e6
+        tracemalloc.stop()
+        started = time.perf_counter()
+        solve(summary)
+        seconds = time.perf_counter() - started
+        lines.append(f"| {count} | {len(summary.pairs)} | {seconds:.2f} | {size:.1f} |")
+    return "\n".join(lines)
 
 
 def _timed(work: Callable[[], None], repeats: int = 2) -> float:
@@ -171,6 +214,8 @@ def _timed(work: Callable[[], None], repeats: int = 2) -> float:
 def own_clip_rows(clip: Path, predictions: Path, depth: Path | None) -> list[dict]:
     """The protocol on a real clip: per-frame ``*_depth.npy`` predictions, optional true depth."""
     files = sorted(predictions.glob("*_depth.npy"))
+    if not files:
+        raise SystemExit(f"error: no *_depth.npy files in {predictions}")
     raw = np.stack([np.load(path) for path in files])
     frames = np.stack([frame for _, frame in zip(files, read_video_frames(clip))])
     truth = None if depth is None else np.stack([np.load(depth / path.name) for path in files])
@@ -179,8 +224,9 @@ def own_clip_rows(clip: Path, predictions: Path, depth: Path | None) -> list[dic
     else:
         gray = np.stack([to_gray(frame) for frame in frames])
         static = np.abs(np.diff(gray, axis=0)) <= COLOUR_TOLERANCE
-    return [part for name, method, settings in METHODS
-            for part in _split({"scene": clip.name, "method": name, **_score(method, raw, frames, static, truth, **settings)})]
+    shots = [(0, len(files))]
+    return [{"scene": clip.name, "method": name, **scores} for name, method, settings in METHODS
+            if (scores := _score(method, raw, frames, static, truth, shots, settings))]
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -191,28 +237,29 @@ def _size(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--size", type=_size, default=(192, 256), metavar="HxW")
+    parser.add_argument("--size", type=_size, default=(96, 128), metavar="HxW")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--noise", type=float, nargs=2, default=(0.01, 0.005), metavar=("SMOOTH", "PIXEL"),
-                        help="simulated noise sigmas as fractions of the disparity range (default 0.01 0.005)")
-    parser.add_argument("--speed", type=float, help="camera step per frame (default 0.06; 0.02 for long clips)")
-    parser.add_argument("--sweep", action="store_true", help="also the window x smoothing grid")
-    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--pessimistic", action="store_true",
+                        help="per-frame errors change fully on every frame, however little the view changed")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the 720p speed and solve-latency tables")
     parser.add_argument("--clip", type=Path, help="score your own clip instead (see the module docstring)")
     parser.add_argument("--predictions", type=Path)
     parser.add_argument("--depth", type=Path)
     args = parser.parse_args()
     if args.clip is not None:
+        if args.predictions is None:
+            parser.error("--clip needs --predictions (a folder of *_depth.npy)")
         print(format_rows(own_clip_rows(args.clip, args.predictions, args.depth), f"{args.clip.name}"))
         return
-    title = f"Synthetic clips, {args.frames} frames at {args.size[1]}x{args.size[0]}, {args.seeds} seeds, noise {args.noise}"
-    print(format_rows(synthetic_rows(args.frames, args.size, args.seeds, tuple(args.noise), args.speed), title))
-    if args.sweep:
-        print()
-        print(format_rows(sweep_rows(args.frames, args.size, args.seeds, tuple(args.noise), args.speed), "window x smoothing"))
+    errors = "pessimistic (change every frame)" if args.pessimistic else "content-driven"
+    title = (f"Hard clips, {args.frames} frames at {args.size[1]}x{args.size[0]}, {args.seeds} seeds, "
+             f"model-like per-frame errors ({errors})")
+    print(format_rows(synthetic_rows(args.frames, args.size, args.seeds, not args.pessimistic), title))
     if not args.no_throughput:
         print()
         print(throughput())
+        print()
+        print(solve_latency())
 
 
 if __name__ == "__main__":

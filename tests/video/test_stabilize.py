@@ -9,13 +9,13 @@ import pytest
 
 from primedepth.errors import InputError
 from primedepth.video import ClipRange, Stabilizer, check_temporal, clip_range, stabilize
-from primedepth.video.correspondence import block_mean, flow_available, resolve_temporal
+from primedepth.video.correspondence import block_mean, resolve_temporal
 from primedepth.video.fit import robust_fit
 from primedepth.video.metrics import clip_abs_rel, clip_normalized, flicker, per_frame_normalized, static_pixels
 from primedepth.video.synthetic import simulate_predictions, static_camera_clip
 
 # The flow mode needs OpenCV, the optional extra primedepth[video].
-needs_opencv = pytest.mark.skipif(not flow_available(), reason="OpenCV (primedepth[video]) is not installed")
+needs_opencv = pytest.mark.requires_extra("cv2", "video")  # skips, or fails under CI=true (tests/extras.py)
 MODES = ["align", pytest.param("flow", marks=needs_opencv)]
 
 FRAMES, SIZE = 16, (48, 64)
@@ -134,7 +134,12 @@ def test_flow_without_opencv_names_the_extra(monkeypatch):
     with pytest.raises(InputError, match=r"primedepth\[video\]"):
         Stabilizer("flow")
     monkeypatch.setattr("primedepth.video.correspondence.flow_available", lambda: False)
-    assert resolve_temporal(None) == "align" and resolve_temporal("flow") == "flow"
+    monkeypatch.setattr("primedepth.video.coalign.flow_available", lambda: False)
+    assert resolve_temporal(None) == "global" and resolve_temporal("flow") == "flow"
+    # the default mode still works, on the same pixel
+    depths = [np.full(SIZE, 0.2, np.float32) + np.linspace(0, 1, SIZE[1], dtype=np.float32) * (1 + k) for k in range(3)]
+    result = stabilize(depths, [np.full((*SIZE, 3), 90, np.uint8)] * 3, mode="global")
+    assert np.ptp(result.scales * (1 + np.arange(3))) < 1e-3 * result.scales[0]
 
 
 def test_robust_fit_ignores_a_changed_region_and_flat_majorities():

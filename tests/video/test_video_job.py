@@ -59,9 +59,10 @@ def clip(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("in") / "clip.mp4", clip_frames(6))
 
 
-def test_one_normalisation_per_clip_and_raw_values_recoverable(clip, tmp_path):
+@pytest.mark.parametrize("temporal", ["align", None])  # None: the default, global co-alignment
+def test_one_normalisation_per_clip_and_raw_values_recoverable(clip, tmp_path, temporal):
     out = tmp_path / "out"
-    summary = _run(clip, out, FakePipeline(), outputs=("png16", "color", "npy", "video"), temporal="align")
+    summary = _run(clip, out, FakePipeline(), outputs=("png16", "color", "npy", "video"), temporal=temporal)
     assert summary.ok and summary.images == 6
     names = [f"clip_frames/{i:06d}_depth{s}" for i in range(6) for s in (".npy", ".png", "_color.png")]
     assert _files(out) == sorted(["clip_depth.mp4", *names])  # the hidden work folder is gone
@@ -77,7 +78,7 @@ def test_one_normalisation_per_clip_and_raw_values_recoverable(clip, tmp_path):
     values = np.stack([np.asarray(Image.open(out / f"clip_frames/{i:06d}_depth.png")) for i in range(6)])
     assert (values.min(), values.max()) == (0, 65535)  # both passes aligned the frames alike
     record = json.loads((out / JOB_RECORD).read_text())[-1]["videos"][0]
-    assert record["temporal"] == "align" and [frame[0] for frame in record["frames"]] == list(range(6))
+    assert record["temporal"] == (temporal or "global") and [frame[0] for frame in record["frames"]] == list(range(6))
     assert record["frames"][3][2] == pytest.approx(float(texts[3]["frame_scale"]))
 
 
@@ -193,12 +194,16 @@ def test_in_memory_results_carry_the_aligned_depth_and_its_scale(clip):
 
 
 def test_cli_video_options_reach_the_job(clip, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(importlib.import_module("primedepth.loading"), "load_pipeline", lambda *args: FakePipeline())
+    monkeypatch.setattr(importlib.import_module("primedepth.loading"), "load_pipeline",
+                        lambda *args, **kwargs: FakePipeline())
     out = tmp_path / "out"
     code = cli.main(["predict", str(clip), "-o", str(out), "--outputs", "png16", "--temporal", "align",
                      "--temporal-window", "2", "--temporal-smoothing", "0.5"])
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / JOB_RECORD).read_text())[-1]["videos"][0]
     assert (record["temporal"], record["window"], record["smoothing"]) == ("align", 2, 0.5)
+    assert cli.main(["predict", str(clip), "-o", str(out / "default"), "--outputs", "png16"]) == 0
+    record = json.loads((out / "default" / JOB_RECORD).read_text())[-1]["videos"][0]
+    assert record["temporal"] == "global"  # the default: global co-alignment
     assert cli.main(["predict", str(clip), "-o", str(out), "--temporal-smoothing", "1.5"]) == 2
     assert "smoothing must be in [0, 1)" in capsys.readouterr().err

@@ -1,13 +1,16 @@
 """Temporally consistent video depth from any per-frame affine-invariant disparity model.
 
     from primedepth.video import stabilize
-    result = stabilize(depths, frames, mode="align")   # depths: (H, W) per frame, larger = closer
+    result = stabilize(depths, frames)                    # depths: (H, W) per frame, larger = closer
     result.depths, result.scales, result.shifts          # aligned = scale * raw + shift
     result.normalized()                                  # one colour range for the whole clip
 
-`Stabilizer` does the same one frame at a time (streaming, constant memory); `ClipRange`
-gathers the clip-wide normalisation frame by frame. The job engine (`primedepth predict` on a
-video) uses both, with one prompt and one noise draw per clip.
+The default mode, "global", solves every frame's scale and shift jointly (`coalign`);
+`GlobalStabilizer` does it in two streaming passes (observe, solve, apply) with memory bounded
+by a summary of a few numbers per frame. `Stabilizer` runs the window modes ("align", "flow")
+one frame at a time; `ClipRange` gathers the clip-wide normalisation frame by frame. The job
+engine (`primedepth predict` on a video) drives them through `passes.ClipPasses`, with one
+prompt and one noise draw per clip.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .stabilizer import (
     DEFAULT_SMOOTHING,
     DEFAULT_WINDOW,
     TEMPORAL_MODES,
+    GlobalStabilizer,
     Stabilization,
     StabilizedFrame,
     Stabilizer,
@@ -29,6 +33,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "TEMPORAL_MODES",
     "ClipRange",
+    "GlobalStabilizer",
     "Stabilization",
     "StabilizedFrame",
     "Stabilizer",

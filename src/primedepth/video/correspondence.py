@@ -6,10 +6,12 @@ cost per frame stays small at any resolution.
 
 - "same-pixel" correspondence (`--temporal align`): pixel p shows what p showed before, which holds
   for a still camera; pixels whose colour changed are left out.
-- optical flow (`--temporal flow`): OpenCV's Farneback (default) or DIS flow from the current to
-  the previous frame; a pixel is used where the colour it points to matches its own.
+- optical flow (`--temporal flow`, and `--temporal global` when OpenCV is there): OpenCV's
+  Farneback (default) or DIS flow from the current to the previous frame; a pixel is used where
+  the colour it points to matches its own (`coalign` also checks the flow forwards and backwards).
 
-OpenCV comes from the optional extra ``primedepth[video]``; only the flow mode needs it.
+OpenCV comes from the optional extra ``primedepth[video]``; only the flow mode needs it (the
+global mode falls back to the same pixel without it).
 """
 
 from __future__ import annotations
@@ -63,11 +65,10 @@ def flow_available() -> bool:
 
 
 def resolve_temporal(mode: str | None) -> str:
-    """The temporal mode to run: as asked, or by default the best measured, "flow", when
-    OpenCV is installed, else "align" (benchmarks/video_stability.py)."""
-    if mode is not None:
-        return mode
-    return "flow" if flow_available() else "align"
+    """The temporal mode to run: as asked, or by default the best measured, "global"
+    (benchmarks/video_stability.py), which uses optical flow when OpenCV is installed and the
+    same pixel otherwise."""
+    return "global" if mode is None else mode
 
 
 def _opencv() -> Any:

@@ -1,12 +1,13 @@
 """One video input of a `primedepth predict` job: conditioning per clip, two streaming passes.
 
-The job engine (`primedepth.jobs`) hands each video to a `VideoJob`:
+The job engine (`primedepth.engine`) hands each video to a `VideoJob`:
 
 - one conditioning per clip: the prompt is resolved once ("auto": one caption of the middle
   frame, or of the first when the length is unknown) and the noise is drawn once, then both are
   given to every frame, so content changes, not noise or captions, drive the prediction;
 - pass 1 predicts the frames in batches and stores each raw prediction at once (`clip.RawStore`),
-  the stabiliser running along to gather the clip's ranges;
+  the stabiliser running along (`passes.ClipPasses`): the global mode gathers the correspondence
+  summaries and solves the whole clip when pass 1 ends, the window modes gather the clip's ranges;
 - pass 2 aligns the stored predictions again and writes the frame outputs and the depth video
   with one normalisation for the clip (`clip.write_clip_frame`, `DepthVideoWriter`);
 - a frame that cannot be decoded is reported with its index and skipped (no outputs for it; the
@@ -18,6 +19,7 @@ With ``--temporal none`` every frame is normalised on its own, as before alignme
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,12 +29,13 @@ import numpy as np
 from .. import io
 from ..io.video import DecodedFrame, probe_video, read_video
 from ..model.forward import seeded_generators
+from ..pipeline import AUTO_PROMPT, prompt_option
 from .clip import RawStore, frame_text, work_folder, write_clip_frame
 from .correspondence import resolve_temporal
 from .normalize import ClipRange
-from .stabilizer import StabilizedFrame, Stabilizer
+from .passes import ClipPasses
+from .stabilizer import StabilizedFrame
 
-AUTO_PROMPT = "auto"  # as `primedepth.pipeline.AUTO_PROMPT`: caption the (middle) frame
 QUEUE_LIMIT = 4  # frames waiting for the stabiliser, in batches: predict early beyond this
 
 
@@ -49,7 +52,8 @@ class Runner(Protocol):
     def infer(self, images: list[Any], conditioning: Callable[[int], dict] | None = None) -> Any: ...
 
     def record(self, name: Any, item: Any, depth: np.ndarray, segmentation: np.ndarray | None, prompt: str | None,
-               written: list[Path], geometry: dict | None = None, temporal: dict | None = None) -> None: ...
+               written: list[Path], geometry: dict | None = None, temporal: dict | None = None,
+               frame: tuple | None = None) -> None: ...
 
 
 class VideoJob:
@@ -59,7 +63,7 @@ class VideoJob:
         self.runner, self.item, self.unpack = runner, item, unpack
         self.options = options = runner.options
         self.mode = resolve_temporal(options.temporal)
-        self.info = probe_video(item.path)
+        self.info = probe_video(item.source)
         self.video_path = None
         if options.output_dir is not None and "video" in options.outputs:
             self.video_path = io.output_paths(options.output_dir, item.name, ("video",))["video"]
@@ -73,11 +77,11 @@ class VideoJob:
         self.conditioning: Callable[[int], dict] | None = None
 
     def _store(self) -> RawStore:
-        """Raw predictions: in memory without an output folder, else the ``.npy`` outputs when asked
+        """Raw predictions: in a private spool folder without an output folder, else the ``.npy`` outputs when asked
         for, else the hidden work folder; a work folder made for other settings is emptied."""
         options = self.options
-        if options.output_dir is None:
-            return RawStore(None)
+        if options.output_dir is None:  # spooled to a private folder: memory stays bounded by a batch
+            return RawStore(Path(tempfile.mkdtemp(prefix="primedepth-clip-")))
         folder = work_folder(options.output_dir, self.item.name)
         store = RawStore(folder, self._npy_path if "npy" in options.frame_kinds else None)
         state = store.read_state()
@@ -97,11 +101,11 @@ class VideoJob:
 
     def predict(self) -> None:
         """Store every frame's raw prediction (predicting those not stored yet) and gather the
-        clip's ranges with the stabiliser running along."""
-        stabilizer = self.stabilizer(ranges_only=True)
+        clip's ranges with the stabiliser running along (the global mode solves the clip at the end)."""
+        stabilizer = self.passes = self.stabilizer()
         queue: list[DecodedFrame] = []
         missing: list[DecodedFrame] = []
-        for frame in read_video(self.item.path):
+        for frame in read_video(self.item.source):
             if frame.image is None:
                 self._report_undecodable(frame)
                 continue
@@ -118,18 +122,18 @@ class VideoJob:
         if not self.times:
             raise io.InputError("none of the video's frames could be decoded" if self.undecodable else
                                 "the video has no frames")
+        self.ranges = stabilizer.ranges()
 
     def _fresh(self, index: int) -> bool:
         """True when a stored prediction must be made again (overwriting, and not made by this run)."""
         return self.options.overwrite and index not in self.written
 
-    def _flush(self, queue: list[DecodedFrame], stabilizer: Stabilizer, missing: list[DecodedFrame]) -> list[DecodedFrame]:
+    def _flush(self, queue: list[DecodedFrame], stabilizer: ClipPasses, missing: list[DecodedFrame]) -> list[DecodedFrame]:
         """Feed the stabiliser the queued frames whose predictions are stored, in order."""
         waiting = {frame.index for frame in missing}
         while queue and queue[0].index not in waiting:
             frame = queue.pop(0)
-            result = stabilizer.push(self.store.get(frame.index), frame.image)
-            self.ranges.add(result.depth, result.display)
+            stabilizer.first(self.store.get(frame.index), frame.image)
             self.runner.bar.update(1)
         return queue
 
@@ -168,13 +172,10 @@ class VideoJob:
         if self.options.progress:
             self.runner.bar.write(f"warning: {self.item.label}: {message}")
 
-    def stabilizer(self, ranges_only: bool = False) -> Stabilizer:
-        """A fresh stabiliser, deterministic, so both passes see the same aligned frames. Pass 1
-        only needs the clip's ranges: the fit (same-pixel in both modes) without the display
-        average and its flow, the display range then coming from the aligned frames' percentiles."""
-        if ranges_only and self.mode != "none":
-            return Stabilizer("align", self.options.temporal_window, 0.0)
-        return Stabilizer(self.mode, self.options.temporal_window, self.options.temporal_smoothing)
+    def stabilizer(self) -> ClipPasses:
+        """The clip's stabilisation for both passes (`passes.ClipPasses`): pass 1 feeds it, the
+        ranges come between the passes, pass 2 gets the aligned frames."""
+        return ClipPasses(self.mode, self.options.temporal_window, self.options.temporal_smoothing)
 
     # ------------------------------------------------------------------ one conditioning per clip
 
@@ -194,9 +195,7 @@ class VideoJob:
         options, pipeline = self.options, self.runner.pipeline
         if options.prompt_embeds is not None:
             return {"prompt_embeds": options.prompt_embeds}
-        prompt = options.prompt
-        if prompt is None:
-            prompt = getattr(getattr(pipeline, "config", None), "default_prompt", None)
+        prompt = prompt_option(options.prompt, pipeline)
         if prompt == AUTO_PROMPT:
             prompt = state.get("prompt") or pipeline.captioner.caption([self._caption_frame()])[0]
         self.prompt = prompt
@@ -206,7 +205,7 @@ class VideoJob:
         """The middle frame (the first when the container does not know the length)."""
         middle = (self.info.frames or 1) // 2
         chosen = None
-        for frame in read_video(self.item.path):
+        for frame in read_video(self.item.source):
             if frame.image is not None:
                 chosen = frame.image
                 if frame.index >= middle:
@@ -232,12 +231,12 @@ class VideoJob:
         """Align the stored predictions again and write the frame outputs and the depth video,
         all by the clip's one normalisation."""
         writer = self._video_writer()
-        stabilizer = self.stabilizer()
+        stabilizer = self.passes
         try:
-            for frame in read_video(self.item.path):
+            for frame in read_video(self.item.source):
                 if frame.image is None or frame.index not in self.times:
                     continue
-                result = stabilizer.push(self.store.get(frame.index), frame.image)
+                result = stabilizer.second(self.store.get(frame.index), frame.image)
                 written = self._write_frame(frame.index, result)
                 if writer is not None:
                     writer.write(result.display, frame.time if writer.timed else None)
@@ -289,7 +288,7 @@ class VideoJob:
                     **{f"clip_{key}": value for key, value in self.ranges.as_dict().items()}}
         segmentation = self.store.segmentation.pop(index, None)
         self.runner.record(io.frame_name(self.item.name, index), self.item, result.depth, segmentation, self.prompt,
-                           written, temporal=temporal)
+                           written, temporal=temporal, frame=(index, self.times.get(index)))
 
     # ------------------------------------------------------------------ the end
 
@@ -308,6 +307,6 @@ class VideoJob:
     def abort(self) -> None:
         """The clip stopped (error or Ctrl-C): keep what was predicted for a resumed run when
         per-frame outputs were asked for, since the frame outputs then resume at frame granularity;
-        with the depth video alone, nothing per-frame is left behind."""
-        if not self.options.frame_kinds:
+        with the depth video alone (or in memory), nothing per-frame is left behind."""
+        if not self.options.frame_kinds or self.options.output_dir is None:
             self.store.discard()

@@ -3,7 +3,7 @@
 - flicker: the mean absolute frame-to-frame difference, on static pixels, of the frames as a
   viewer sees them (each method's own normalisation), as a fraction of the depth range;
 - accuracy: AbsRel of depth after ONE scale-and-shift fit in disparity space for the whole clip
-  (`primedepth.eval.alignment`), so a method that shows frames on different scales pays for it.
+  (`primedepth.alignment`), so a method that shows frames on different scales pays for it.
 
 `benchmarks/video_stability.py` runs it on synthetic clips and on a user's own clip.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..eval.alignment import align_disparity
+from ..alignment import align_disparity
 from ..eval.metrics import abs_rel
 from .normalize import clip_range
 
@@ -64,3 +64,42 @@ def clip_abs_rel(normalized: Sequence[np.ndarray], depth: np.ndarray) -> float:
     valid = np.isfinite(prediction) & (depth > 0)
     aligned, _, _ = align_disparity(prediction, depth, valid)
     return abs_rel(aligned[valid], depth[valid])
+
+
+def per_frame_abs_rel(frames: Sequence[np.ndarray], depth: np.ndarray) -> float:
+    """AbsRel when every frame gets its own scale-and-shift fit to the truth (in disparity): the
+    best any per-frame alignment can do, and the floor of a clip-wide fit of per-frame-affine output."""
+    errors, counts = 0.0, 0
+    for prediction, truth in zip(frames, depth):
+        prediction = np.asarray(prediction, dtype=np.float64)
+        valid = np.isfinite(prediction) & (truth > 0)
+        aligned, _, _ = align_disparity(prediction, truth, valid)
+        errors += abs_rel(aligned[valid], truth[valid]) * int(valid.sum())
+        counts += int(valid.sum())
+    return errors / max(counts, 1)
+
+
+def frame_scales(frames: Sequence[np.ndarray], depth: np.ndarray) -> np.ndarray:
+    """Per frame, the scale k of the least-squares fit ``frame ~ k * true disparity + c``: how the
+    frame's scale relates to the truth (constant for a drift-free clip)."""
+    scales = []
+    for prediction, truth in zip(frames, depth):
+        valid = np.isfinite(prediction) & (truth > 0)
+        disparity = 1.0 / truth[valid].astype(np.float64)
+        design = np.stack([disparity, np.ones_like(disparity)], axis=1)
+        (scale, _), *_ = np.linalg.lstsq(design, np.asarray(prediction, dtype=np.float64)[valid], rcond=None)
+        scales.append(scale)
+    return np.asarray(scales)
+
+
+def drift(frames: Sequence[np.ndarray], depth: np.ndarray, segments: Sequence[int] = (0,), ends: int = 4) -> float:
+    """The largest relative change of scale (against the truth) from the start of a shot to its
+    end, over the shots starting at `segments`: mean of the last `ends` frames over the first `ends`."""
+    scales = frame_scales(frames, depth)
+    bounds = [*segments, len(scales)]
+    worst = 0.0
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        head, tail = scales[start:min(start + ends, stop)], scales[max(stop - ends, start):stop]
+        if len(head) and np.mean(head) > 0:
+            worst = max(worst, abs(float(np.mean(tail) / np.mean(head)) - 1.0))
+    return worst

@@ -1,29 +1,25 @@
-"""Causal temporal alignment of per-frame affine-invariant disparity: one frame in, one frame out.
+"""Temporal alignment of per-frame affine-invariant disparity: the window modes and the global mode.
 
-Each frame's prediction is mapped by its own scale and shift onto a common scale for the clip:
+Each frame's prediction is mapped by its own scale and shift onto a common scale for the clip
+(``aligned = scale * raw + shift``, exactly, so the raw prediction stays recoverable):
 
-1. the prediction and the frame are block-averaged to a small working size;
-2. correspondences with the previous frames: the same pixel, kept only where its colour did not
-   change (`correspondence`);
-3. a robust fit of ``scale * prediction + shift`` to the references (`fit`): the last `window`
-   aligned frames;
-4. the full-size aligned frame is ``scale * prediction + shift``, exactly, so the raw prediction
-   is ``(aligned - shift) / scale``;
-5. with `smoothing` > 0, a display copy is also made: a running average along the
-   correspondences (weight `smoothing` on the history) wherever the history agrees with the new
-   frame within the frame-to-frame noise (`AGREEMENT_SIGMAS`), so the per-frame noise that no
-   scale and shift can remove stops shimmering, while moving things and real changes are taken
-   as they come. Mode "flow" carries that history along optical flow (OpenCV), so moving
-   pixels are averaged too; mode "align" averages pixels that stay put.
+- "global" (`GlobalStabilizer`, the default): every frame's scale and shift solved jointly over
+  the clip from pairwise correspondences, shot by shot (`coalign`); two passes, because the
+  solve needs the whole clip;
+- "align" / "flow" (`Stabilizer`, streaming, one frame in, one frame out): a robust fit of each
+  frame to the last `window` aligned frames on the same pixels where the colour did not change
+  (`correspondence`, `fit`); the first frame sets the gauge (its 1st..99th percentiles become 0..1).
 
-Measured on synthetic clips (benchmarks/video_stability.py): optical flow pays off for the
-display average of a moving camera (flicker 0.43% of the range against 0.86% with same-pixel),
-but not for the fit -- a camera moving forward makes every tracked point nearer, which a fit on
-flow-warped references takes for a change of scale (AbsRel 0.068 against 0.053 on 48 frames,
-0.087 against 0.043 on 150), so the fit always uses the same pixel (`flow_fit=True` for the
-other). The first frame sets the gauge: its 1st..99th percentiles become 0..1. Memory is
-`window` maps at the working size plus, when smoothing, two full-size maps, whatever the
-clip's length.
+With `smoothing` > 0 a display copy is also made: a running average along the correspondences
+(weight `smoothing` on the history) wherever the history agrees with the new frame within the
+frame-to-frame noise (`AGREEMENT_SIGMAS`), so per-frame noise that no scale and shift can remove
+stops shimmering, while moving things and real changes are taken as they come. "flow" and
+"global" with OpenCV carry that history along optical flow, so moving pixels are averaged too;
+"align" averages pixels that stay put. The global mode restarts the average at every cut.
+
+Memory: the window modes keep `window` maps at the working size plus, when smoothing, two
+full-size maps; the global mode keeps 64 working-size maps in pass 1 and a summary of about
+1.5 kB per frame between the passes, whatever the frame size (benchmarks/video_stability.py).
 """
 
 from __future__ import annotations
@@ -35,11 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .coalign import ClipSummary, Correspondences, Solution, solve
 from .correspondence import DEFAULT_FLOW, FlowEstimator, block_factor, block_mean, stable_pixels, to_gray, upsample_flow
 from .fit import first_frame_fit, robust_fit
 from .normalize import ClipRange, clip_range, normalize_to_range
 
-TEMPORAL_MODES = ("none", "align", "flow")
+TEMPORAL_MODES = ("none", "global", "align", "flow")
+STREAMING_MODES = ("none", "align", "flow")  # what `Stabilizer` does one frame at a time
 DEFAULT_WINDOW = 4
 DEFAULT_SMOOTHING = 0.9
 WORK_SIZE = 256  # longer side of the working copies (pixels)
@@ -83,6 +81,8 @@ class Stabilizer:
     def __init__(self, mode: str = "align", window: int = DEFAULT_WINDOW, smoothing: float = DEFAULT_SMOOTHING,
                  flow: str = DEFAULT_FLOW, work_size: int = WORK_SIZE, flow_fit: bool = False) -> None:
         check_temporal(mode, window, smoothing)
+        if mode not in STREAMING_MODES:
+            raise InputError(f"temporal mode {mode!r} needs the whole clip: use GlobalStabilizer or stabilize()")
         self.mode, self.smoothing, self.work_size = mode, smoothing, work_size
         self.flow_fit = flow_fit  # fit on flow-warped references (measured worse than same pixel: see the docstring)
         self.flow = FlowEstimator(flow) if mode == "flow" else None
@@ -188,6 +188,82 @@ def _agreement_weight(difference: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.square(closeness), nan=0.0)
 
 
+class GlobalStabilizer:
+    """Global co-alignment of one clip (`coalign`) in two streaming passes: `observe` every frame
+    (raw prediction and image), `solve`, then `apply` the frames again in the same order. Memory
+    between the passes is the clip's summary (a few dozen numbers per frame), not the frames."""
+
+    def __init__(self, smoothing: float = DEFAULT_SMOOTHING, flow: str = DEFAULT_FLOW, use_flow: bool | None = None,
+                 work_size: int = WORK_SIZE, flow_fit: bool = False) -> None:
+        check_temporal("global", 1, smoothing)
+        # flow_fit: also pairs along optical flow (measured worse: see `coalign`)
+        self.correspondences = Correspondences(use_flow, flow_method=flow, tracked=flow_fit)
+        self.flow = self.correspondences.flow  # the display average follows the flow too, when there is one
+        self.smoothing, self.work_size = smoothing, work_size
+        self.solution: Solution | None = None
+        self.applied = 0
+        self.smoother: _Smoother | None = None
+        self.previous_gray: np.ndarray | None = None
+        self.factor: int | None = None
+
+    @property
+    def summary(self) -> ClipSummary:
+        return self.correspondences.summary
+
+    def observe(self, depth: np.ndarray, frame: np.ndarray | None = None) -> None:
+        """Pass 1: the next frame's raw prediction (H, W) and, when known, its image (H, W, 3)."""
+        if frame is not None and np.asarray(frame).shape[:2] != np.asarray(depth).shape[:2]:
+            raise InputError(f"frame of {np.asarray(frame).shape[:2]} pixels does not match its depth map {np.shape(depth)}")
+        self.correspondences.push(depth, frame)
+
+    def solve(self) -> Solution:
+        """Every observed frame's scale and shift, jointly (call between the passes)."""
+        self.solution = solve(self.summary)
+        return self.solution
+
+    def clip_range(self) -> ClipRange:
+        """The clip's ranges of the aligned frames, from the stored raw statistics (no second look
+        at the frames: a positive scale keeps minimum, maximum and percentiles in place)."""
+        solution = self.solution or self.solve()
+        values = np.asarray(self.summary.ranges, dtype=np.float64).reshape(-1, 4)
+        aligned = solution.scales[:, None] * values + solution.shifts[:, None]
+        finite = np.isfinite(aligned).all(axis=1)
+        if not finite.any():
+            return ClipRange()
+        aligned = aligned[finite]
+        return ClipRange(float(aligned[:, 0].min()), float(aligned[:, 1].max()), float(aligned[:, 2].min()),
+                         float(aligned[:, 3].max()))
+
+    def apply(self, depth: np.ndarray, frame: np.ndarray | None = None) -> StabilizedFrame:
+        """Pass 2: the next frame, aligned by the solved scale and shift, and its display copy."""
+        solution = self.solution or self.solve()
+        index = self.applied
+        if index >= len(solution.scales):
+            raise InputError(f"frame {index} was not observed in the first pass ({len(solution.scales)} were)")
+        self.applied += 1
+        depth = np.asarray(depth, dtype=np.float32)
+        scale, shift = float(solution.scales[index]), float(solution.shifts[index])
+        aligned = np.asarray(np.float32(scale) * depth + np.float32(shift), dtype=np.float32)
+        display = self._display(index, aligned, frame) if self.smoothing > 0 else None
+        return StabilizedFrame(aligned, scale, shift, bool(solution.fitted[index]), display)
+
+    def _display(self, index: int, aligned: np.ndarray, frame: np.ndarray | None) -> np.ndarray:
+        """The running average along the correspondences, started afresh at every cut."""
+        if self.factor is None or index in self.solution.segment_starts or self.smoother is None:
+            self.factor = block_factor(*aligned.shape[:2], self.work_size)
+            self.smoother, self.previous_gray = _Smoother(self.smoothing, self.flow), None
+        full_gray = None if frame is None else to_gray(frame)
+        gray = None if full_gray is None else block_mean(full_gray, self.factor)
+        flow = None
+        known = gray is not None and self.previous_gray is not None
+        if known and gray.shape != self.previous_gray.shape:  # the frame size changed: start over
+            self.smoother = _Smoother(self.smoothing, self.flow)
+        elif known and self.flow is not None:
+            flow = self.flow(gray, self.previous_gray)
+        self.previous_gray = gray
+        return self.smoother.push(aligned, full_gray, flow, self.factor)
+
+
 @dataclass
 class Stabilization:
     """A whole clip, aligned: frames, each frame's scale and shift, and the clip's value ranges."""
@@ -208,8 +284,8 @@ class Stabilization:
 
 
 def stabilize(depths: Sequence[np.ndarray] | np.ndarray, frames: Sequence[np.ndarray] | np.ndarray | None = None,
-              mode: str = "align", window: int = DEFAULT_WINDOW, smoothing: float = DEFAULT_SMOOTHING,
-              flow: str = DEFAULT_FLOW, flow_fit: bool = False) -> Stabilization:
+              mode: str = "global", window: int = DEFAULT_WINDOW, smoothing: float = DEFAULT_SMOOTHING,
+              flow: str = DEFAULT_FLOW, flow_fit: bool = False, use_flow: bool | None = None) -> Stabilization:
     """Align the per-frame predictions of any affine-invariant disparity model (PrimeDepth, Depth
     Anything, ...) across a clip, and give its clip-wide normalisation.
 
@@ -221,8 +297,16 @@ def stabilize(depths: Sequence[np.ndarray] | np.ndarray, frames: Sequence[np.nda
     """
     if frames is not None and len(frames) != len(depths):
         raise InputError(f"got {len(frames)} frames for {len(depths)} depth maps")
-    stabilizer = Stabilizer(mode, window, smoothing, flow, flow_fit=flow_fit)
-    results = [stabilizer.push(depth, None if frames is None else frames[index]) for index, depth in enumerate(depths)]
+    check_temporal(mode, window, smoothing)
+    if mode == "global":
+        aligner = GlobalStabilizer(smoothing, flow, use_flow=use_flow if frames is not None else False, flow_fit=flow_fit)
+        for index, depth in enumerate(depths):
+            aligner.observe(depth, None if frames is None else frames[index])
+        aligner.solve()
+        results = [aligner.apply(depth, None if frames is None else frames[index]) for index, depth in enumerate(depths)]
+    else:
+        stabilizer = Stabilizer(mode, window, smoothing, flow, flow_fit=flow_fit)
+        results = [stabilizer.push(depth, None if frames is None else frames[index]) for index, depth in enumerate(depths)]
     aligned = [result.depth for result in results]
     return Stabilization(
         depths=aligned,

@@ -168,3 +168,106 @@ def simulate_predictions(disparity: np.ndarray, seed: int = 0, scale_jitter: flo
         noise = smooth_noise * _smooth_noise(rng, frame.shape) + pixel_noise * rng.standard_normal(frame.shape)
         predictions[index] = scales[index] * frame + shifts[index] + span * noise
     return predictions, scales, shifts
+
+
+# ------------------------------------------------------------------ hard clips, other error model
+
+
+def occluder_clip(frames: int = 24, size: tuple[int, int] = (96, 128), seed: int = 0) -> SyntheticClip:
+    """A camera panning slowly while a near box (about a metre away) crosses the whole view in
+    front of everything, covering up to half of it."""
+    rng = np.random.default_rng(seed)
+    still = _scene_boxes(rng)
+    rendered = []
+    for t in range(frames):
+        x = -2.2 + 4.4 * t / max(frames - 1, 1)
+        near = Box((x - 0.45, -0.6, 1.3), (x + 0.45, 1.5, 1.9), phase=4.0)
+        rendered.append(render((0.01 * t, 0.0, 0.0), 0.002 * t, [*still, near], size))
+    return _clip(rendered, moving_surfaces=(2 + len(still),))
+
+
+def walk_clip(frames: int = 24, size: tuple[int, int] = (96, 128), seed: int = 0, speed: float = 0.05) -> SyntheticClip:
+    """A camera walking forwards and sideways while turning (rotation and translation)."""
+    rng = np.random.default_rng(seed)
+    boxes = _scene_boxes(rng)
+    rendered = [render((-0.4 + 0.6 * speed * t, 0.02 * np.sin(0.5 * t), speed * t), 0.01 * t - 0.1, boxes, size)
+                for t in range(frames)]
+    return _clip(rendered, moving_surfaces=())
+
+
+def cut_clip(frames: int = 24, size: tuple[int, int] = (96, 128), seed: int = 0) -> SyntheticClip:
+    """Two shots with a hard cut in the middle: a walk through one scene, then a still camera in
+    another room (nearer back wall) where a near box crosses the view."""
+    first = walk_clip(frames // 2, size, seed)
+    rng = np.random.default_rng(seed + 101)
+    still = _scene_boxes(rng)[:3]
+    rendered = []
+    rest = frames - frames // 2
+    for t in range(rest):
+        x = 2.0 - 4.0 * t / max(rest - 1, 1)
+        near = Box((x - 0.4, -0.3, 1.6), (x + 0.4, 1.5, 2.2), phase=3.1)
+        rendered.append(render((0.0, -0.3, 0.0), 0.0, [*still, near], size, wall_z=7.0, floor_y=1.2))
+    second = _clip(rendered, moving_surfaces=(2 + len(still),))
+    return SyntheticClip(np.concatenate([first.frames, second.frames]), np.concatenate([first.depth, second.depth]),
+                         np.concatenate([first.moving, second.moving]))
+
+
+HARD_CLIPS = {"moving object": static_camera_clip, "camera walk": walk_clip, "occluder": occluder_clip, "hard cut": cut_clip}
+
+
+def _blob(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A round bump of height 1 at a random place, 5..15% of the width in radius."""
+    height, width = shape
+    cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+    radius = rng.uniform(0.05, 0.15) * width
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * radius**2))
+
+
+def model_like_predictions(disparity: np.ndarray, seed: int = 0, field: float = 0.02, field_memory: float = 0.9,
+                           fixed_field: float = 0.05, blob_rate: float = 0.25, blob_height: float = 0.1,
+                           pixel_noise: float = 0.003, scale_jitter: float = 0.2, shift_jitter: float = 0.1,
+                           content_driven: bool = True) -> np.ndarray:
+    """Per-frame predictions whose errors are NOT one scale and shift plus noise (the form the
+    stabilisers assume), so that benchmarks and tests do not grade a method on its own model:
+
+    - a fixed low-frequency multiplicative error field (the model's consistent mistake), and one
+      that changes over time (AR(1): `field` standard deviation, `field_memory` correlation from
+      one frame to the next);
+    - local blobs: at `blob_rate` per frame a bump of +-`blob_height` (relative) appears and stays
+      for 2..8 frames;
+    - with `content_driven`, the changing field moves on and blobs appear in proportion to how much
+      of the view changed since the previous frame (the share of pixels whose true disparity changed
+      by over 1%): a model run with one noise draw per clip is deterministic, so frames that barely
+      differ get errors that barely differ; without it they change at the full rate on every frame
+      (the pessimistic case);
+    - the model's own normalisation per frame: its 2nd..98th percentiles become 0..1, so a near
+      object entering the view squeezes everything else, then a random scale (log-normal) and
+      shift per frame, and pixel noise. All sigmas are fractions of the frame's range.
+    Returns (T, H, W) float32.
+    """
+    rng = np.random.default_rng(seed)
+    shape = disparity.shape[1:]
+    fixed = fixed_field * _smooth_noise(rng, shape, cells=3)
+    varying = field * _smooth_noise(rng, shape, cells=4)
+    blobs: list[tuple[np.ndarray, float, int]] = []  # (bump, height, last frame)
+    predictions = np.empty(disparity.shape, dtype=np.float32)
+    for index, truth in enumerate(disparity):
+        change = 1.0
+        if index and content_driven:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                change = float(np.mean(np.abs(truth - disparity[index - 1]) > 0.01 * np.abs(truth)))
+        if index:
+            memory = field_memory ** change  # the field moves on by the share of the view that changed
+            varying = memory * varying + np.sqrt(1 - memory**2) * field * _smooth_noise(rng, shape, cells=4)
+        if rng.random() < blob_rate * change:
+            blobs.append((_blob(shape, rng), rng.choice([-1.0, 1.0]) * blob_height * rng.uniform(0.5, 1.0),
+                          index + int(rng.integers(2, 9))))
+        blobs = [blob for blob in blobs if blob[2] > index]
+        bumps = sum((height * bump for bump, height, _ in blobs), np.zeros(shape))
+        distorted = truth * np.exp(fixed + varying) * (1.0 + bumps)
+        low, high = np.percentile(distorted, [2.0, 98.0])
+        normalised = (distorted - low) / max(high - low, 1e-12)
+        scale, shift = np.exp(rng.normal(0.0, scale_jitter)), rng.normal(0.0, shift_jitter)
+        predictions[index] = scale * normalised + shift + pixel_noise * rng.standard_normal(shape)
+    return predictions
