@@ -20,6 +20,7 @@ from primedepth.geometry import (
     unproject,
 )
 
+from ..extras import require_extra
 from .scenes import CAMERA, SCENES, Plane, colours, render
 
 
@@ -66,8 +67,8 @@ def test_normals_png_uses_the_usual_colours(tmp_path):
 
 
 def test_ply_binary_and_ascii_are_read_by_plyfile_and_trimesh(tmp_path):
-    plyfile = pytest.importorskip("plyfile")
-    trimesh = pytest.importorskip("trimesh")
+    plyfile = require_extra("plyfile", "test")
+    trimesh = require_extra("trimesh", "3d")
     depth, points = render(SCENES["sphere_before_wall"])
     rgb = colours(depth.shape)
     cloud = unproject(depth, CAMERA)
@@ -79,15 +80,28 @@ def test_ply_binary_and_ascii_are_read_by_plyfile_and_trimesh(tmp_path):
         ply = plyfile.PlyData.read(str(path))
         vertex = ply["vertex"]
         assert len(vertex) == count and "scale is ARBITRARY" in ply.comments and "two lines" in ply.comments
+        assert any(comment.startswith("frame: x right, y up") for comment in ply.comments)
         xyz = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)
-        np.testing.assert_allclose(xyz, points.reshape(-1, 3)[10:], rtol=1e-6)
+        expected = points.reshape(-1, 3)[10:] * [1.0, -1.0, -1.0]  # y up, camera looking down -z
+        np.testing.assert_allclose(xyz, expected, rtol=1e-6)
         colour = np.stack([vertex["red"], vertex["green"], vertex["blue"]], axis=1)
         np.testing.assert_array_equal(colour, rgb.reshape(-1, 3)[10:])
         loaded = trimesh.load(path)
         assert len(loaded.vertices) == count
-        np.testing.assert_allclose(loaded.bounds, [points.reshape(-1, 3)[10:].min(0), points.reshape(-1, 3)[10:].max(0)],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(loaded.bounds, [expected.min(0), expected.max(0)], rtol=1e-6)
         np.testing.assert_array_equal(np.asarray(loaded.colors)[:, :3], rgb.reshape(-1, 3)[10:])
+
+
+def test_ply_in_the_opencv_frame_keeps_the_camera_frame(tmp_path):
+    plyfile = require_extra("plyfile", "test")
+    depth, points = render(SCENES["tilted_plane"])
+    save_point_cloud(tmp_path / "c.ply", unproject(depth, CAMERA), frame="opencv")
+    ply = plyfile.PlyData.read(str(tmp_path / "c.ply"))
+    xyz = np.stack([ply["vertex"][axis] for axis in "xyz"], axis=1)
+    np.testing.assert_allclose(xyz, points.reshape(-1, 3), rtol=1e-6)
+    assert any(comment.startswith("frame: x right, y down, z forward") for comment in ply.comments)
+    with pytest.raises(InputError, match="unknown coordinate frame 'z-up'; use opengl or opencv"):
+        save_point_cloud(tmp_path / "d.ply", points, frame="z-up")
 
 
 def test_point_colours_may_be_floats_and_must_match_in_number(tmp_path):

@@ -17,6 +17,7 @@ from primedepth.geometry import (
     write_geometry_outputs,
 )
 
+from ..extras import require_extra
 from .scenes import CAMERA, SCENES, affine_prediction, colours, render
 
 ALL_KINDS = tuple(GEOMETRY_OUTPUT_SUFFIXES)
@@ -41,13 +42,15 @@ def test_output_names():
 
 
 def test_aligned_outputs_are_metric_and_say_so(tmp_path):
-    plyfile = pytest.importorskip("plyfile")
-    pytest.importorskip("trimesh")
+    plyfile = require_extra("plyfile", "test")
+    require_extra("trimesh", "3d")
     depth, prediction, rgb, known = _scene(tmp_path)
     paths = geometry_output_paths(tmp_path / "out", PurePosixPath("img"), ALL_KINDS)
     options = GeometryOptions(align_to=known, intrinsics=INTRINSICS)
     written, report = write_geometry_outputs(paths, prediction, rgb, options, source=None)
-    assert written == list(paths.values()) and all(path.is_file() for path in written)
+    obj_set = [tmp_path / "out" / name for name in ("img_mesh_texture.png", "img_mesh.mtl", "img_mesh.obj")]
+    expected = [file for kind, path in paths.items() for file in (obj_set if kind == "obj" else [path])]
+    assert written == expected and all(path.is_file() for path in written)
     assert report["scale"] == "metric" and report["intrinsics"]["source"] == "intrinsics"
     fit = report["alignment"]
     assert fit["scale"] == pytest.approx(0.4, rel=0.01) and fit["shift"] == pytest.approx(0.12, rel=0.01)
@@ -67,17 +70,33 @@ def test_aligned_outputs_are_metric_and_say_so(tmp_path):
 
 
 def test_unaligned_outputs_are_marked_arbitrary(tmp_path):
-    plyfile = pytest.importorskip("plyfile")
+    plyfile = require_extra("plyfile", "test")
     _, prediction, rgb, _ = _scene(tmp_path)
     paths = geometry_output_paths(tmp_path, PurePosixPath("img"), ["ply", "obj", "normals"])
     written, report = write_geometry_outputs(paths, prediction, rgb.astype(np.float32) / 255, GeometryOptions())
-    assert len(written) == 3 and report["scale"] == "arbitrary"
+    assert len(written) == 5 and report["scale"] == "arbitrary"  # the OBJ comes with .mtl and texture
     assert report["intrinsics"]["source"] == "default" and "60 degree" in report["warnings"][0]
+    assert report["pseudo_depth"]["assumed_far_near_ratio"] == 10.0
     comments = plyfile.PlyData.read(str(paths["ply"])).comments
-    assert any("ARBITRARY" in comment for comment in comments)
-    assert "ARBITRARY" in paths["obj"].read_text().splitlines()[0]
+    note = "RELATIVE SHAPE, not metric: unaligned affine-invariant prediction; its unknown shift was fixed"
+    assert any(note in comment and "10x as far as the nearest" in comment and "--near/--far" in comment
+               for comment in comments)
+    assert note in paths["obj"].read_text().splitlines()[0]
     z = plyfile.PlyData.read(str(paths["ply"]))["vertex"]["z"]
-    assert z.min() == pytest.approx(1.0) and z.max() == pytest.approx(10.0)  # the pseudo-depth range
+    assert -z.max() == pytest.approx(1.0) and -z.min() == pytest.approx(10.0)  # pseudo-depth range, looking down -z
+
+
+def test_near_and_far_set_the_assumed_ratio_and_frame_the_camera_frame(tmp_path):
+    plyfile = require_extra("plyfile", "test")
+    _, prediction, rgb, _ = _scene(tmp_path)
+    paths = geometry_output_paths(tmp_path, PurePosixPath("img"), ["ply"])
+    options = GeometryOptions(pseudo_near=2.0, pseudo_far=5.0, frame="opencv", intrinsics=INTRINSICS)
+    _, report = write_geometry_outputs(paths, prediction, rgb, options)
+    ply = plyfile.PlyData.read(str(paths["ply"]))
+    z = ply["vertex"]["z"]
+    assert z.min() == pytest.approx(2.0) and z.max() == pytest.approx(5.0)  # OpenCV: z forward
+    assert any("2.5x as far as the nearest (near 2, far 5" in comment for comment in ply.comments)
+    assert report["pseudo_depth"]["assumed_far_near_ratio"] == 2.5 and "y down" in report["frames"]["ply"]
 
 
 def test_existing_files_are_kept_unless_overwrite(tmp_path):
@@ -108,6 +127,9 @@ def test_bad_sparse_input_raises_before_anything_is_written(tmp_path):
     (["ply"], GeometryOptions(align_to=Path("/no/such/dir")), "no such file or folder"),
     (["ply"], GeometryOptions(min_depth=2.0, max_depth=1.0), "min depth < max depth"),
     (["glb"], GeometryOptions(mesh_max_angle=0.0), "discontinuity angle"),
+    (["obj"], GeometryOptions(mesh_max_faces=1), "face budget must be a whole number of at least 2"),
+    (["ply"], GeometryOptions(frame="z-up"), "unknown coordinate frame"),
+    (["ply"], GeometryOptions(pseudo_near=5.0, pseudo_far=5.0), "need 0 < near < far"),
 ])
 def test_check_geometry_request_refuses_early(kinds, options, message):
     with pytest.raises(InputError, match=message):

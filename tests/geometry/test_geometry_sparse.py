@@ -11,6 +11,8 @@ from PIL import Image
 from primedepth.errors import InputError
 from primedepth.geometry import read_sparse_file, sparse_for_image, sparse_from_map
 
+from ..extras import require_extra
+
 SHAPE = (6, 8)
 
 
@@ -33,7 +35,7 @@ def test_png_in_millimetres_npy_in_metres_agree(tmp_path):
 
 
 def test_exr_depth_channel(tmp_path):
-    openexr = pytest.importorskip("OpenEXR")
+    openexr = require_extra("OpenEXR", "3d")
     depth = _depth_map().astype(np.float32)
     header = {"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage}
     with openexr.File(header, {"Z": depth}) as exr:

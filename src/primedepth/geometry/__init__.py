@@ -6,7 +6,8 @@
 - `Intrinsics` / `resolve_intrinsics`: the camera, from fx fy cx cy, a field of view, EXIF or
   a stated default; `unproject` and `normals_from_depth` turn depth into 3D;
 - `save_point_cloud` (PLY), `save_mesh` (GLB/OBJ), `save_metric_npy`, `save_metric_png16`,
-  `save_normals_png` write files atomically;
+  `save_normals_png` write files atomically; the 3D files are written in a frame viewers show
+  upright (`FRAMES`: y up by default, see `primedepth.geometry.frames`);
 - `GEOMETRY_OUTPUT_SUFFIXES`, `GeometryOptions`, `check_geometry_request` and
   `write_geometry_outputs` are what the job engine calls per image.
 
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 from .align import AlignmentResult, align_to_sparse, pseudo_depth
 from .cloud import normals_from_depth, normals_to_rgb, save_point_cloud, unproject
+from .frames import DEFAULT_FRAME, FRAME_DESCRIPTIONS, FRAMES, from_camera_frame
 from .colmap import ColmapModel, read_colmap_model, sparse_from_colmap
 from .intrinsics import DEFAULT_FOV_DEG, Intrinsics, parse_intrinsics, resolve_intrinsics
 from .maps import save_metric_npy, save_metric_png16, save_normals_png
-from .mesh import GridMesh, grid_mesh, save_mesh
+from .mesh import DEFAULT_MESH_MAX_FACES, GridMesh, grid_mesh, grid_samples, mesh_files, save_mesh
 from .outputs import (
     GEOMETRY_OUTPUT_SUFFIXES,
     GeometryOptions,
@@ -34,6 +36,10 @@ from .sparse import SparseDepth, read_sparse_file, sparse_from_map
 
 __all__ = [
     "DEFAULT_FOV_DEG",
+    "DEFAULT_FRAME",
+    "DEFAULT_MESH_MAX_FACES",
+    "FRAMES",
+    "FRAME_DESCRIPTIONS",
     "GEOMETRY_OUTPUT_SUFFIXES",
     "AlignmentResult",
     "ColmapModel",
@@ -43,8 +49,11 @@ __all__ = [
     "SparseDepth",
     "align_to_sparse",
     "check_geometry_request",
+    "from_camera_frame",
     "geometry_output_paths",
     "grid_mesh",
+    "grid_samples",
+    "mesh_files",
     "normals_from_depth",
     "normals_to_rgb",
     "parse_intrinsics",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..alignment import weighted_scale_shift
 from ..errors import InputError
 from .sparse import SparseDepth, sparse_from_map
 
@@ -69,19 +70,6 @@ class AlignmentResult:
         }
 
 
-def _weighted_line(p: np.ndarray, z: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted least-squares (s, t) of ``z ~ s * p + t``; closed form, NaN when degenerate."""
-    total = w.sum()
-    if total <= 0:
-        return float("nan"), float("nan")
-    mean_p, mean_z = (w * p).sum() / total, (w * z).sum() / total
-    spread = (w * (p - mean_p) ** 2).sum()
-    if spread <= 0:
-        return float("nan"), float("nan")
-    scale = (w * (p - mean_p) * (z - mean_z)).sum() / spread
-    return float(scale), float(mean_z - scale * mean_p)
-
-
 def _relative_residual(scale: float, shift: float, p: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """``|(s * p + t) * d - 1|``: about the relative depth error, the same at every distance."""
     return np.abs((scale * p + shift) * depth - 1.0)
@@ -111,7 +99,7 @@ def _ransac(p: np.ndarray, z: np.ndarray, depth: np.ndarray, w: np.ndarray,
     scale, shift = models[int(np.argmin(cost))]
     inliers = _relative_residual(scale, shift, p, depth) < threshold
     for _ in range(REFIT_ROUNDS):
-        new_scale, new_shift = _weighted_line(p[inliers], z[inliers], w[inliers])
+        new_scale, new_shift = weighted_scale_shift(p[inliers], z[inliers], w[inliers])
         if not np.isfinite(new_scale) or new_scale <= 0:
             break
         scale, shift = new_scale, new_shift
@@ -126,13 +114,13 @@ def _ransac(p: np.ndarray, z: np.ndarray, depth: np.ndarray, w: np.ndarray,
 def _huber(p: np.ndarray, z: np.ndarray, depth: np.ndarray, w: np.ndarray,
            threshold: float) -> tuple[float, float, np.ndarray]:
     """IRLS with Huber weights on the relative residual; inliers are those under `threshold`."""
-    scale, shift = _weighted_line(p, z, w)
+    scale, shift = weighted_scale_shift(p, z, w)
     for _ in range(HUBER_ROUNDS):
         signed = (scale * p + shift) * depth - 1.0
         sigma = 1.4826 * np.median(np.abs(signed - np.median(signed))) + 1e-12
         robust = np.minimum(1.0, HUBER_K * sigma / np.maximum(np.abs(signed), 1e-300))
         # the residual is d times the disparity residual: weight d^2 keeps it relative
-        new_scale, new_shift = _weighted_line(p, z, w * robust * depth * depth)
+        new_scale, new_shift = weighted_scale_shift(p, z, w * robust * depth * depth)
         if not np.isfinite(new_scale):
             break
         done = abs(new_scale - scale) <= 1e-10 * abs(scale) and abs(new_shift - shift) <= 1e-10 * abs(scale)

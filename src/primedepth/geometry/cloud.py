@@ -1,9 +1,11 @@
 """Depth to 3D: unprojection, surface normals, and coloured point clouds as PLY.
 
-Points are in the OpenCV camera frame of `primedepth.geometry.intrinsics` (x right, y down,
-z forward, in the depth's unit). The PLY writer is a few lines of numpy (a header plus one
-packed record per point), so point clouds need no extra package; any PLY reader (plyfile,
-trimesh, Open3D, MeshLab, CloudCompare) loads them.
+Points are computed in the OpenCV camera frame of `primedepth.geometry.intrinsics` (x right,
+y down, z forward, in the depth's unit) and written in the file frame of
+`primedepth.geometry.frames` (by default y up, camera looking down -z, so viewers open them
+upright). The PLY writer is a few lines of numpy (a header plus one packed record per point),
+so point clouds need no extra package; any PLY reader (plyfile, trimesh, Open3D, MeshLab,
+CloudCompare) loads them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
+from .frames import DEFAULT_FRAME, FRAME_DESCRIPTIONS, from_camera_frame
 from .intrinsics import Intrinsics
 
 PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
@@ -146,14 +149,20 @@ def save_point_cloud(
     colors: np.ndarray | None = None,
     binary: bool = True,
     comments: Sequence[str] = (),
+    *,
+    frame: str = DEFAULT_FRAME,
 ) -> int:
-    """Write points (N, 3) or (H, W, 3) with colours as PLY; non-finite points are skipped.
+    """Write camera-frame points (N, 3) or (H, W, 3) with colours as PLY; non-finite points are skipped.
 
+    `points` are in the OpenCV camera frame (as `unproject` returns them) and are written in
+    `frame` (see `primedepth.geometry.frames`: ``"opengl"``, y up, opens upright in viewers;
+    ``"opencv"`` writes them unchanged), which a ``comment frame:`` header line states.
     Binary little-endian by default (compact and fast), ASCII with ``binary=False``.
     `comments` become ``comment`` lines of the header (e.g. that the scale is arbitrary).
-    Written atomically; returns the number of points written.
+    Colours are stored as given (8-bit sRGB). Written atomically; returns the number of points.
     """
-    xyz = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    xyz = from_camera_frame(np.asarray(points, dtype=np.float32).reshape(-1, 3), frame)
+    comments = [*comments, f"frame: {FRAME_DESCRIPTIONS[frame]}"]
     rgb = as_uint8_colors(colors, xyz.shape[0])
     keep = np.isfinite(xyz).all(axis=1)
     if not keep.all():

@@ -4,17 +4,22 @@
 kind                file                  content
 ==================  ====================  ==================================================
 ``ply``             ``NAME_points.ply``   coloured point cloud, binary little-endian PLY
-                                          (OpenCV camera frame), one point per valid pixel
-``glb``             ``NAME_mesh.glb``     textured triangle mesh, glTF frame (y up)
-``obj``             ``NAME_mesh.obj``     triangle mesh with vertex colours (OpenCV frame)
+                                          (``frame``: y up by default), one point per valid pixel
+``glb``             ``NAME_mesh.glb``     textured triangle mesh, unlit, glTF frame (y up)
+``obj``             ``NAME_mesh.obj``     textured triangle mesh (``frame``: y up by default)
+                                          with ``NAME_mesh.mtl`` and ``NAME_mesh_texture.png``
 ``normals``         ``NAME_normals.png``  8-bit normal map, ``(n + 1) / 2``
 ``metric``          ``NAME_depth_m.npy``  float32 metric depth in metres (needs align_to)
 ``metric_png16``    ``NAME_depth_mm.png`` 16-bit metric depth in millimetres (needs align_to)
 ==================  ====================  ==================================================
 
 With ``align_to`` the prediction is aligned to the known depths (`align_to_sparse`) and the
-3D files are metric; without it they are built from `pseudo_depth` (nearest pixel at
-``pseudo_near``, farthest at ``pseudo_far``) and every file says that its scale is arbitrary.
+3D files are metric. Without it the shape itself is an assumption, and every file says so: the
+prediction is inverse depth up to an unknown scale *and shift*, and `pseudo_depth` fixes the
+shift by assuming that the farthest pixel is ``pseudo_far / pseudo_near`` (10 by default) times
+as far as the nearest; another ratio bends the same prediction into another shape (``--near``
+and ``--far`` set it), and the scale stays arbitrary. The coordinate frames are described in
+`primedepth.geometry.frames`.
 """
 
 from __future__ import annotations
@@ -35,14 +40,26 @@ from .align import (
 )
 from .cloud import grid_step, image_rgb8, normals_from_depth, save_point_cloud, unproject
 from .colmap import model_folder, read_colmap_model, sparse_from_colmap
+from .frames import DEFAULT_FRAME, FRAME_DESCRIPTIONS, check_frame
 from .intrinsics import Intrinsics, check_fov, resolve_intrinsics
 from .maps import save_metric_npy, save_metric_png16, save_normals_png
-from .mesh import DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_SIZE, save_mesh
+from .mesh import (
+    DEFAULT_MAX_ANGLE_DEG, DEFAULT_MESH_MAX_FACES, DEFAULT_MESH_MAX_SIZE, check_max_faces, mesh_files, save_mesh,
+)
 from .sparse import DEPTH_IMAGE_EXTENSIONS, POINTS_EXTENSIONS, SparseDepth, read_sparse_file
 
 METRIC_KINDS = frozenset({"metric", "metric_png16"})
 THREE_D_KINDS = frozenset({"ply", "glb", "obj", "normals"})
-ARBITRARY_SCALE_NOTE = "scale is ARBITRARY: unaligned affine-invariant prediction, not metric"
+DEFAULT_PSEUDO_NEAR = 1.0
+DEFAULT_PSEUDO_FAR = 10.0
+ARBITRARY_SCALE_NOTE = "RELATIVE SHAPE, not metric: unaligned affine-invariant prediction"
+
+
+def relative_shape_note(near: float, far: float) -> str:
+    """What an unaligned 3D file is: a shape that rests on an assumed far:near ratio."""
+    return (f"{ARBITRARY_SCALE_NOTE}; its unknown shift was fixed by assuming the farthest pixel is "
+            f"{far / near:.4g}x as far as the nearest (near {near:g}, far {far:g}; set with --near/--far), "
+            "so the shape is an assumption and the scale arbitrary")
 
 
 @dataclass(frozen=True)
@@ -59,11 +76,13 @@ class GeometryOptions:
     inlier_threshold: float = DEFAULT_INLIER_THRESHOLD
     mesh_max_angle: float = DEFAULT_MAX_ANGLE_DEG  # discontinuity threshold, degrees
     mesh_max_size: int | None = DEFAULT_MESH_MAX_SIZE
+    mesh_max_faces: int | None = DEFAULT_MESH_MAX_FACES  # larger grids are thinned evenly; None: no limit
     points_max_size: int | None = None  # None: one point per pixel
     ply_binary: bool = True
-    pseudo_near: float = 1.0
-    pseudo_far: float = 10.0
+    pseudo_near: float = DEFAULT_PSEUDO_NEAR  # unaligned: the nearest pixel's depth
+    pseudo_far: float = DEFAULT_PSEUDO_FAR  # unaligned: the farthest pixel's depth (far/near is assumed)
     seed: int = 0
+    frame: str = DEFAULT_FRAME  # PLY and OBJ: "opengl" (y up) or "opencv" (y down); GLB is always y up
 
 
 def geometry_output_paths(output_dir: Path, name: PurePosixPath, kinds: Iterable[str]) -> dict[str, Path]:
@@ -95,6 +114,10 @@ def check_geometry_request(kinds: Iterable[str], options: GeometryOptions) -> No
         raise InputError(f"need 0 < min depth < max depth, got {options.min_depth} and {options.max_depth}")
     if not 0 < options.mesh_max_angle <= 90:
         raise InputError(f"the mesh discontinuity angle must be in (0, 90] degrees, got {options.mesh_max_angle}")
+    check_max_faces(options.mesh_max_faces)
+    check_frame(options.frame)
+    if not 0 < options.pseudo_near < options.pseudo_far:
+        raise InputError(f"need 0 < near < far for unaligned 3D, got {options.pseudo_near:g} and {options.pseudo_far:g}")
     if "glb" in kinds and importlib.util.find_spec("trimesh") is None:
         raise InputError("the glb output needs trimesh: pip install 'primedepth[3d]'")
 
@@ -160,7 +183,10 @@ def _aligned_scene(depth: np.ndarray, options: GeometryOptions, source: Path | N
     """Metric depth with `align_to`, else pseudo-depth; fills the report's alignment part."""
     if options.align_to is None:
         depth_m, valid = pseudo_depth(depth, options.pseudo_near, options.pseudo_far)
-        report.update(scale="arbitrary", pseudo_depth={"near": options.pseudo_near, "far": options.pseudo_far})
+        report.update(scale="arbitrary", pseudo_depth={
+            "near": options.pseudo_near, "far": options.pseudo_far,
+            "assumed_far_near_ratio": options.pseudo_far / options.pseudo_near,
+            "note": relative_shape_note(options.pseudo_near, options.pseudo_far)})
         return depth_m, valid, None
     sparse = sparse_for_image(options.align_to, source, depth.shape, name)
     result = align_to_sparse(
@@ -187,8 +213,7 @@ def _build_scene(depth: np.ndarray, rgb: np.ndarray, options: GeometryOptions, s
         scene.comments = [f"primedepth metric depth in metres, aligned to {options.align_to}",
                           f"fit: 1/depth_m = {fit['scale']:.6g} * prediction + {fit['shift']:.6g}"]
     else:
-        scene.comments = [f"primedepth {ARBITRARY_SCALE_NOTE}",
-                          f"pseudo-depth: nearest pixel at {options.pseudo_near:g}, farthest at {options.pseudo_far:g}"]
+        scene.comments = [f"primedepth {relative_shape_note(options.pseudo_near, options.pseudo_far)}"]
     if kinds & THREE_D_KINDS:
         calibrated = sparse.intrinsics if sparse is not None else None
         intrinsics, origin, warnings = resolve_intrinsics(depth.shape[1], depth.shape[0], options.intrinsics,
@@ -197,7 +222,7 @@ def _build_scene(depth: np.ndarray, rgb: np.ndarray, options: GeometryOptions, s
         report["intrinsics"] = dict(intrinsics.as_dict(), source=origin, fov_deg=intrinsics.horizontal_fov_deg)
         report["warnings"] += warnings
         scene.camera_note = (f"camera ({origin}): fx={intrinsics.fx:.6g} fy={intrinsics.fy:.6g} "
-                             f"cx={intrinsics.cx:.6g} cy={intrinsics.cy:.6g}; frame x right, y down, z forward")
+                             f"cx={intrinsics.cx:.6g} cy={intrinsics.cy:.6g}")
         scene.comments.append(scene.camera_note)
     return scene
 
@@ -215,17 +240,23 @@ def _write_ply(path: Path, scene: _Scene) -> None:
     step = grid_step(*scene.depth_m.shape, scene.options.points_max_size)
     depth = np.where(scene.valid, scene.depth_m, np.nan)
     points = unproject(depth, scene.intrinsics, step)
-    count = save_point_cloud(path, points, scene.rgb[::step, ::step], scene.options.ply_binary, scene.comments)
+    count = save_point_cloud(path, points, scene.rgb[::step, ::step], scene.options.ply_binary, scene.comments,
+                             frame=scene.options.frame)
     scene.report["points"] = count
+    scene.report.setdefault("frames", {})["ply"] = FRAME_DESCRIPTIONS[scene.options.frame]
 
 
 def _write_mesh(path: Path, scene: _Scene) -> None:
     """GLB or OBJ by the path's ending; the scale note goes into the header or scene extras."""
     metadata = {"primedepth": scene.comments, "scale": "metric" if scene.metric else "arbitrary"}
+    options = scene.options
     mesh = save_mesh(path, scene.depth_m, scene.rgb, scene.intrinsics, valid=scene.valid,
-                     max_angle_deg=scene.options.mesh_max_angle, max_size=scene.options.mesh_max_size,
-                     comments=scene.comments, metadata=metadata)
+                     max_angle_deg=options.mesh_max_angle, max_size=options.mesh_max_size,
+                     max_faces=options.mesh_max_faces, frame=options.frame, comments=scene.comments,
+                     metadata=metadata)
     scene.report["mesh"] = {"vertices": int(mesh.vertices.shape[0]), "faces": int(mesh.faces.shape[0])}
+    kind = path.suffix.lower().lstrip(".")
+    scene.report.setdefault("frames", {})[kind] = FRAME_DESCRIPTIONS["opengl" if kind == "glb" else options.frame]
 
 
 def _write_normals(path: Path, scene: _Scene) -> None:
@@ -278,8 +309,8 @@ def write_geometry_outputs(
     check_geometry_request(todo, options)
     scene = _build_scene(depth, rgb, options, source, name, set(todo))
     scene.report["skipped"] = sorted(kind for kind in paths if kind in _WRITERS and kind not in todo)
-    written = []
+    written: list[Path] = []
     for kind, path in todo.items():
         _WRITERS[kind](path, scene)
-        written.append(path)
+        written += mesh_files(path) if kind == "obj" else [path]
     return written, scene.report
