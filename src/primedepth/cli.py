@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import __version__, commands
+from .casting import drop_empty_fp32_warning
 from .errors import PrimeDepthError
 
 # Order in which the sub-commands are listed in `--help`; others follow alphabetically.
@@ -22,7 +23,7 @@ exit status:
   0    success
   1    some inputs failed (each is reported; the others were processed)
   2    bad arguments or inputs (nothing was computed)
-  3    model weights not found locally and not downloadable
+  3    model weights (or the BLIP-2 captioner of --prompt auto) not found locally and not downloadable
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM): partial files are removed
 """
 INTERRUPTED, TERMINATED = 130, 143
@@ -43,7 +44,19 @@ def _command_modules() -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in `argv` (None when help or the version is asked first), so that
+    only its module is imported: `primedepth info` then loads no torch (under 1 s)."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version"):
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every sub-command, or with only `command` when it is one of them."""
     parser = argparse.ArgumentParser(
         prog="primedepth",
         description="PrimeDepth: zero-shot monocular depth (affine-invariant inverse depth) "
@@ -55,18 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show the libraries' own progress bars and messages (model loading)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _command_modules():
+    names = _command_modules()
+    for name in [command] if command in names else names:
         importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_requested_command(argv))
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    if not args.verbose:
+    drop_empty_fp32_warning()  # diffusers' "kept in float32: []" on every cast is noise
+    if not args.verbose and getattr(args, "loads_models", True):
         from .loading import quiet_library_progress  # lazy: start-up speed (--help imports no torch)
 
         quiet_library_progress()

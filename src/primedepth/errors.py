@@ -1,5 +1,7 @@
 """User-facing errors: the CLI prints their message and exits non-zero, without a traceback."""
 
+from __future__ import annotations
+
 import os
 
 
@@ -55,3 +57,24 @@ def weights_unavailable(
         f"could not get the {what} '{source}' ({first_line(error)}).{where} To fix: {online}{ahead}, "
         f"or {alternatives}."
     )
+
+
+class CaptionerUnavailableError(WeightsNotFoundError):
+    """The BLIP-2 captioner that the automatic prompt ("auto") needs cannot be loaded.
+
+    Raised once per job, before the first image, instead of failing (and retrying) per image.
+    A WeightsNotFoundError, so its exit code is the one for missing weights (3).
+    """
+
+    exit_code = 3
+
+    @classmethod
+    def from_reason(cls, reason: str) -> CaptionerUnavailableError:
+        """The one message: why (`check_captioner`'s reason), and the three ways out."""
+        return cls(
+            f"captioning is unavailable: {reason}. The automatic prompt (\"auto\", the default) captions "
+            f"each image with BLIP-2. To fix: predict without captions with --prompt \"\" (the fastest), "
+            f"or describe the images yourself with --prompt TEXT (in Python: prompt=\"\" or prompt=\"TEXT\"), "
+            f"or fetch the captioner once with `primedepth download --captioner` where you are online "
+            f"and copy the Hugging Face cache."
+        )

@@ -11,11 +11,12 @@ from ..errors import InputError
 
 DESCRIPTION = """\
 Evaluate a model on the zero-shot depth benchmarks (NYUv2, KITTI, ETH3D, ScanNet, DIODE),
-read directly from the standard evaluation tar archives (see primedepth.eval.datasets for
-where to get them). Each model is aligned per image by least squares in its own output
-space (disparity for PrimeDepth and Depth Anything, depth for Marigold). Predictions are
-cached under --output-dir, so an interrupted run resumes and metrics can be recomputed
-without the model.
+read directly from the standard evaluation tar archives. Where to get each archive, its
+terms and split list, and where to put it: docs/data.md in the source repository (the split
+lists: `primedepth download --splits DIR`). Each model is aligned per image by least
+squares in its own output space (disparity for PrimeDepth and Depth Anything, depth for
+Marigold). Predictions are cached under --output-dir, so an interrupted run resumes and
+metrics can be recomputed without the model.
 
 --model is one of: a PrimeDepth model folder or hub id (default: the official weights),
 marigold-v1-0 (50 steps x 10 members), marigold-v1-1 (checkpoint defaults),
@@ -23,6 +24,10 @@ depth-anything-large (V1) and depth-anything-v2-small/base/large, ensemble (Prim
 Depth Anything V1 Large, the paper's GT-free average), or
 your own adapter as 'package.module:attr' or 'file.py:attr' (an object with name,
 output_space and __call__(uint8 HxWx3 image) -> HxW float32 map, or a factory of one).
+
+--prompt conditions PrimeDepth: the official model's default is "auto" (a BLIP-2 caption
+per image, as in the paper; the captioner is fetched by `primedepth download --captioner`);
+--prompt "" needs no captioner. An explicit prompt is part of the results' folder name.
 """
 
 
@@ -46,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=OFFICIAL_REPO_ID, help="model to evaluate (see above)")
     parser.add_argument(
         "--primedepth-model", default=OFFICIAL_REPO_ID, help="PrimeDepth weights used by 'ensemble'"
+    )
+    parser.add_argument(
+        "--prompt",
+        help='text prompt of PrimeDepth models: "auto" (BLIP-2 captions), "" (none, no captioner) or TEXT; '
+        "default: the model's own (\"auto\" for the official weights)",
     )
     parser.add_argument("--output-dir", default="eval_output", help="cache and results folder")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
@@ -75,10 +85,18 @@ def _dataset_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _needs_captions(args: argparse.Namespace) -> bool:
+    """Whether the run captions images with BLIP-2: "auto" given, or the official weights
+    (whose default prompt is "auto") without a prompt."""
+    from ..eval.baselines import uses_official_primedepth
+
+    return args.prompt == "auto" or (args.prompt is None and uses_official_primedepth(args.model, args.primedepth_model))
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler: build the adapter, run the datasets, print the table."""
     from ..adapters import safe_name  # lazy: start-up speed (torch, diffusers, transformers)
-    from ..eval.baselines import build_adapter
+    from ..eval.baselines import CaptionerChecked, build_adapter
     from ..eval.runner import format_table, run_benchmark
 
     if args.max_images is not None and args.max_images < 1:
@@ -90,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
         dtype=parse_dtype(args.dtype),
         seed=args.seed,
         primedepth_model=args.primedepth_model,
+        prompt=args.prompt,
     )
+    if _needs_captions(args):  # decided before the model loads, and only if something is predicted
+        adapter = CaptionerChecked(adapter)
     results = run_benchmark(
         adapter,
         names,

@@ -21,29 +21,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "list the licences of every model the package can download or run.",
     )
     parser.add_argument("model", nargs="?", help="model folder (as written by `primedepth convert`)")
-    parser.set_defaults(handler=run)
+    parser.add_argument("--classes", action="store_true",
+                        help="print the 150 segmentation classes (ADE20K names and the colours of NAME_seg.png) as JSON")
+    parser.set_defaults(handler=run, loads_models=False)  # no library progress to quiet: no torch import
 
 
 def _component_rows(folder: Path) -> list[tuple[str, str, int, str, int]]:
     """(name, class, parameters, dtypes, bytes on disk) per component, read from safetensors headers."""
-    from safetensors import safe_open
-
     index = json.loads((folder / "model_index.json").read_text())
     rows = []
     for name, spec in sorted(index.items()):
         if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
             continue
-        files = sorted((folder / name).glob("*.safetensors")) if (folder / name).is_dir() else []
+        component = folder / name
+        files = sorted(component.glob("*.safetensors")) if component.is_dir() else []
         parameters, dtypes = 0, set()
         for file in files:
-            with safe_open(str(file), "pt") as handle:
-                for key in handle.keys():
-                    tensor = handle.get_slice(key)
-                    parameters += _numel(tensor.get_shape())
-                    dtypes.add(str(tensor.get_dtype()))
-        size = sum(f.stat().st_size for f in (folder / name).rglob("*") if f.is_file()) if (folder / name).is_dir() else 0
+            for tensor in _safetensors_header(file).values():
+                parameters += _numel(tensor["shape"])
+                dtypes.add(_DTYPE_NAMES.get(tensor["dtype"], tensor["dtype"].lower()))
+        size = sum(f.stat().st_size for f in component.rglob("*") if f.is_file()) if component.is_dir() else 0
         rows.append((name, spec[1], parameters, ",".join(sorted(dtypes)) or "-", size))
     return rows
+
+
+# safetensors dtype codes -> the names torch users know.
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _safetensors_header(file: Path) -> dict[str, dict]:
+    """The tensor entries of a safetensors header (8-byte little-endian length, then JSON):
+    read directly, so that `info` imports no torch and stays under a second."""
+    try:
+        with file.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{file} is not a readable safetensors file ({error})") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{file} is not a readable safetensors file (bad header)")
+    return {key: value for key, value in header.items() if key != "__metadata__"}
 
 
 def _numel(shape: list[int]) -> int:
@@ -61,6 +79,11 @@ def _print_licences() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.classes:
+        from ..io.ade20k import ade20k_legend  # lazy: numpy (still no torch)
+
+        print(json.dumps(ade20k_legend(), indent=1))
+        return 0
     if args.model is None:
         _print_licences()
         return 0

@@ -187,7 +187,7 @@ class LoggingConfig:
     validate_every: int = 1000
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3  # most recent resumable checkpoints kept; 0 keeps all
-    tensorboard: bool = True  # used when the tensorboard package is installed
+    tensorboard: bool | None = None  # null: when installed; true: required (an error at start without it)
 
     def validate(self) -> None:
         for name in ("log_every", "validate_every", "checkpoint_every", "keep_checkpoints"):

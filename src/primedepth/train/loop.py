@@ -42,13 +42,14 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..casting import cast_module
 from ..devices import parse_dtype
 from ..eval.alignment import align
 from ..eval.metrics import average_metrics, compute_metrics
 from ..io.atomic import atomic_directory
 from ..model.forward import Preimage, compute_preimage, predict_labels, seeded_noise
 from ..pipeline import PrimeDepthPipeline
-from ..errors import InputError
+from ..errors import InputError, WeightsNotFoundError
 from ..text.encoder import PromptEncoder, load_text_encoder, load_tokenizer, read_prompt_embeds
 from .config import ConfigError, TrainConfig, save_config
 from .data import ResizedDataset, build_dataset, build_train_mixer, cache_pseudo_labels, collate_items
@@ -150,6 +151,34 @@ class TrainableParts(nn.Module):
         head = self.segmentation_head if segmentation else None
         raw = predict_labels(self.refiner, self.depth_head, preimage, head)
         return raw.depth, raw.segmentation
+
+
+# The flags other commands name in weights errors, and what `train` takes instead.
+TRAIN_FLAGS = {
+    "--model PATH": "--set model.pretrained=PATH",
+    "--prompt-embeds": "--set model.prompt_embeds=FILE",
+}
+
+
+def with_train_flags(error: WeightsNotFoundError, key: str) -> WeightsNotFoundError:
+    """The same missing-weights error (exit code 3), prefixed with the config key and naming
+    `train`'s own flags instead of other commands' (`train` has no --model)."""
+    message = str(error)
+    for other, ours in TRAIN_FLAGS.items():
+        message = message.replace(other, ours)
+    return type(error)(f"{key}: {message}")
+
+
+def use_tensorboard(setting: bool | None) -> bool:
+    """Whether to log to TensorBoard: `null` when the package is installed, `true` requires it
+    (an error at start rather than a run that silently logs nothing), `false` never."""
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if setting and not installed:
+        raise ConfigError(
+            "logging.tensorboard is true but the tensorboard package is not installed: "
+            "pip install 'primedepth[train]', or run without it (--set logging.tensorboard=false)"
+        )
+    return installed if setting is None else setting
 
 
 def reinitialise(module: nn.Module, seed: int) -> nn.Module:
@@ -262,7 +291,7 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.resume_from = resolve_resume(config)
-        tensorboard = config.logging.tensorboard and importlib.util.find_spec("tensorboard") is not None
+        tensorboard = use_tensorboard(config.logging.tensorboard)
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -273,7 +302,7 @@ class Trainer:
         )
         set_seed(config.seed)
         self.pipeline = pipeline if pipeline is not None else self._load_pipeline()
-        self.context = prompt_embeds if prompt_embeds is not None else load_prompt_embeds(config)
+        self.context = prompt_embeds if prompt_embeds is not None else self._load_prompt_embeds()
         self._check_context()
         self.trained_names = self._select_trained()
         self._prepare_model()
@@ -288,8 +317,16 @@ class Trainer:
     def _load_pipeline(self) -> Any:
         try:
             return PrimeDepthPipeline.from_pretrained(self.config.model.pretrained)
+        except WeightsNotFoundError as error:
+            raise with_train_flags(error, "model.pretrained") from error
         except (OSError, ValueError) as error:
             raise ConfigError(f"model.pretrained: cannot load {self.config.model.pretrained!r}: {error}") from error
+
+    def _load_prompt_embeds(self) -> torch.Tensor:
+        try:
+            return load_prompt_embeds(self.config)
+        except WeightsNotFoundError as error:
+            raise with_train_flags(error, "model.text_encoder") from error
 
     def _check_context(self) -> None:
         width = self.pipeline.unet.config.cross_attention_dim
@@ -324,8 +361,8 @@ class Trainer:
         device = self.accelerator.device
         for name in FROZEN_COMPONENTS:
             module = getattr(pipeline, name).requires_grad_(False).eval().to(device)
-            if weight_dtype != torch.float32:  # (diffusers warns on any dtype cast, even a no-op)
-                module.to(weight_dtype)
+            if weight_dtype != torch.float32:
+                cast_module(module, weight_dtype)  # without diffusers' empty "kept in float32" warning
         seg = pipeline.segmentation_head if "segmentation_head" in self.trained_names else None
         if pipeline.segmentation_head is not None and seg is None:
             pipeline.segmentation_head.requires_grad_(False).eval().to(device)
