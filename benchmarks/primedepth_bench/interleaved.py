@@ -57,8 +57,11 @@ class WorkerModels:
 
 
 def timed_paths(modes: Sequence[str]) -> set[str]:
-    """The paths the modes need (PrimeDepth always: every ratio is to it)."""
-    return {"primedepth"}.union(*(PATHS_OF_MODE[mode] for mode in modes))
+    """The paths the modes need: PrimeDepth always (every ratio is to it), except for `capture`
+    alone, whose ratios are within its own call (the capture kernels against each other and
+    against the bare UNet)."""
+    wanted = set().union(*(PATHS_OF_MODE[mode] for mode in modes))
+    return wanted if set(modes) == {"capture"} else {"primedepth"} | wanted
 
 
 def _primedepth(spec: dict[str, Any], dtype: torch.dtype, official: PrimeDepthPipeline | None) -> PrimeDepthPipeline:
@@ -97,9 +100,10 @@ def setting_paths(models: WorkerModels, spec: dict[str, Any], size: int, batch: 
     paths = []
     for name, pipeline in models.primedepth.items():
         dtype = parse_dtype(name)
-        paths.append(primedepth_path(path_key("primedepth", name), pipeline, inputs, device))
+        if "primedepth" in wanted:
+            paths.append(primedepth_path(path_key("primedepth", name), pipeline, inputs, device))
         if "capture" in wanted:
-            paths.append(capture_path(path_key("capture", name), pipeline, inputs, dtype, device))
+            paths.append(capture_path(path_key("capture", name), pipeline, inputs, dtype, device, spec.get("capture_kernels", ())))
         if name in models.marigold:
             paths.append(marigold_path(path_key("marigold", name), models.marigold[name], inputs, dtype, device))
         if name in models.dav2:
@@ -182,7 +186,8 @@ def worker_specs(args: Any) -> list[dict[str, Any]]:
     """The worker processes of a run: one per dtype (default), one for all, or one per setting."""
     common = {"device": args.device, "scale": args.scale, "threads": args.threads, "channels_last": args.channels_last,
               "modes": list(args.modes), "dav2_size": args.dav2_size, "warmup": args.warmup, "pause": args.pause,
-              "min_rounds": args.min_rounds, "max_rounds": args.rounds}
+              "min_rounds": args.min_rounds, "max_rounds": args.rounds,
+              "capture_kernels": list(getattr(args, "capture_kernels", []) or [])}
     settings = [[size, batch] for batch in args.batch_sizes for size in args.sizes]
     if args.processes == "one":
         return [dict(common, dtypes=list(args.dtypes), settings=settings)]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .paths import path_key
+from primedepth.model.attention_maps import SELF_CAPTURE_KERNELS
+
+from .paths import kernel_stage, path_key
 from .ratios import (
     DASH,
     Series,
@@ -144,8 +146,12 @@ def _stage_lines(record: Record, dtype: str, clock: str) -> list[str]:
     walk, refiner, bare = (_median(rounds, stage("capture", dtype, name, clock)) for name in ("unet_preimage", "refiner", "unet_bare"))
     end_to_end = _median(rounds, total("primedepth", dtype, clock))
     lines = [_stage_line("primedepth", key, dict(ours, unet=walk, refiner=refiner, total=end_to_end)),
-             _stage_line("capture", key, {"unet": f"{walk} / {bare}"}),
-             _stage_line("floor (derived)", key, dict(ours, unet=bare, total=_median(rounds, floor_seconds(dtype, clock))))]
+             _stage_line("capture", key, {"unet": f"{walk} / {bare}"})]
+    for kernel in SELF_CAPTURE_KERNELS:
+        kernel_walk = _median(rounds, stage("capture", dtype, kernel_stage(kernel), clock))
+        if kernel_walk != DASH:
+            lines.append(_stage_line(f"capture, {kernel} kernel", key, {"unet": f"{kernel_walk} / {bare}"}))
+    lines.append(_stage_line("floor (derived)", key, dict(ours, unet=bare, total=_median(rounds, floor_seconds(dtype, clock)))))
     if dtype == record["dtypes"][0]:
         official = {name: _median(rounds, stage("official", "fp32", name, clock)) for name in STAGE_NAMES}
         official.update(unet=_median(rounds, stage("official", "fp32", "unet_preimage", clock)),

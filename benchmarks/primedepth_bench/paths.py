@@ -8,7 +8,7 @@ that same call, never from a second call.
 | path | one call |
 |---|---|
 | `primedepth` | `PrimeDepthPipeline.predict_raw` (i.e. `primedepth.model.forward`), segmentation off; VAE encoder and depth head timed inside it |
-| `capture` | the UNet walk with preimage capture (materialised), the refiner on it, and the bare UNet forward, back to back (the order alternates per round) |
+| `capture` | the UNet walk with preimage capture (materialised; once per capture kernel with `--capture-kernels`), the refiner on it, and the bare UNet forward, back to back (the order rotates per round) |
 | `official` | the official-style reference, stage by stage (`official_style.official_stages`) |
 | `marigold` | Marigold 1 step x 1 member end to end; VAE encoder, UNet and VAE decoder timed inside it |
 | `dav2` | Depth Anything V2 on its own input size |
@@ -20,7 +20,7 @@ The floor (VAE encode + bare UNet + depth head) is not a call of its own: it is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
@@ -29,6 +29,7 @@ import torch
 from diffusers import AutoencoderKL, MarigoldDepthPipeline
 from transformers import CLIPTextModel, DepthAnythingForDepthEstimation
 
+from primedepth.model.attention_maps import AttentionMapProcessor, default_self_capture
 from primedepth.pipeline import PrimeDepthPipeline
 
 from .builders import BenchInputs
@@ -78,30 +79,52 @@ def primedepth_path(name: str, pipeline: PrimeDepthPipeline, inputs: BenchInputs
     return TimedPath(name, call)
 
 
-def capture_path(name: str, pipeline: PrimeDepthPipeline, inputs: BenchInputs, dtype: torch.dtype, device: torch.device) -> TimedPath:
+def kernel_stage(kernel: str) -> str:
+    """The stage name of the UNet walk with one self-attention capture kernel."""
+    return f"unet_preimage[{kernel}]"
+
+
+def capture_path(
+    name: str, pipeline: PrimeDepthPipeline, inputs: BenchInputs, dtype: torch.dtype, device: torch.device,
+    kernels: Sequence[str] = (),
+) -> TimedPath:
     """The UNet walk with capture (materialised), the refiner on it and the bare UNet, back to back:
-    their ratio is the capture overhead. The bare UNet runs first on every other call."""
+    their ratio is the capture overhead. The order of the calls rotates from call to call.
+
+    With `kernels`, the walk runs once per self-attention capture kernel (stages
+    `unet_preimage[kernel]`, each with an explicit `AttentionMapProcessor(kernel)`), and
+    `unet_preimage` is the walk of the kernel the default ("auto") picks here, not run twice.
+    """
     context = inputs.context.to(dtype)
     with torch.no_grad():
         latents = encode_call(pipeline, inputs, dtype)()
-    walk = walk_call(pipeline, latents, context, inputs.noise.step)
+    default = default_self_capture(device, dtype, latents.shape[-2] * latents.shape[-1]) if kernels else None
+    walks = {kernel_stage(k): walk_call(pipeline, latents, context, inputs.noise.step, AttentionMapProcessor(k)) for k in kernels}
+    if not kernels:
+        walks = {"unet_preimage": walk_call(pipeline, latents, context, inputs.noise.step)}
+    main_walk = kernel_stage(default) if default in kernels else next(iter(walks))
     bare = bare_unet_call(pipeline, latents, context, inputs.noise.step)
     calls = count()
 
-    def walk_and_refiner(stages: dict[str, Elapsed]) -> None:
-        stages["unet_preimage"], preimage = timed(walk, device)
-        stages["refiner"], _ = timed(lambda: pipeline.refiner(preimage.steps, preimage.temb, preimage.context), device)
+    def run_walk(stage_name: str, stages: dict[str, Elapsed]) -> None:
+        stages[stage_name], preimage = timed(walks[stage_name], device)
+        if stage_name == main_walk:
+            stages["refiner"], _ = timed(lambda: pipeline.refiner(preimage.steps, preimage.temb, preimage.context), device)
 
     def call() -> Measurement:
         stages: dict[str, Elapsed] = {}
+        order = [*walks, "unet_bare"]
+        shift = next(calls) % len(order)
         with torch.no_grad():
-            if next(calls) % 2:
-                stages["unet_bare"], _ = timed(bare, device)
-                walk_and_refiner(stages)
-            else:
-                walk_and_refiner(stages)
-                stages["unet_bare"], _ = timed(bare, device)
-        return {"total": sum(stages.values(), Elapsed()), "stages": stages, "finite": True}
+            for stage_name in order[shift:] + order[:shift]:
+                if stage_name == "unet_bare":
+                    stages["unet_bare"], _ = timed(bare, device)
+                else:
+                    run_walk(stage_name, stages)
+        total = sum(stages.values(), Elapsed())
+        if main_walk != "unet_preimage":
+            stages["unet_preimage"] = stages[main_walk]
+        return {"total": total, "stages": stages, "finite": True}
 
     return TimedPath(name, call)
 

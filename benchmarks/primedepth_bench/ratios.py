@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .paths import path_key
+from .paths import kernel_stage, path_key
 from .runners import MARIGOLD_PROTOCOLS
 
 Round = dict[str, Any]
@@ -127,12 +127,15 @@ def ratio(rounds: Sequence[Round], numerator: Series, denominator: Series) -> Ra
 
 def comparisons(dtype: str, clock: str = "wall") -> dict[str, tuple[Series, Series]]:
     """The published ratios of PrimeDepth in `dtype` (> 1: PrimeDepth faster, except `over
-    floor` and the capture ratio, where > 1 is PrimeDepth's extra cost), on one clock."""
+    floor` and the capture ratios, where > 1 is PrimeDepth's extra cost, and the kernel ratio,
+    where < 1 is the chunked capture kernel faster than the padded-SDPA reference), on one clock."""
     ours = total("primedepth", dtype, clock)
     found = {
         "vs official (time)": (total("official", "fp32", clock), ours),
         "over floor (time)": (ours, floor_seconds(dtype, clock)),
         "UNet+preimage / bare UNet": (stage("capture", dtype, "unet_preimage", clock), stage("capture", dtype, "unet_bare", clock)),
+        "capture chunked / padded SDPA": (stage("capture", dtype, kernel_stage("chunked"), clock),
+                                          stage("capture", dtype, kernel_stage("padded-sdpa"), clock)),
         "vs Marigold 1x1": (total("marigold", dtype, clock), ours),
     }
     for name, (steps, members) in sorted(MARIGOLD_PROTOCOLS.items(), key=lambda item: item[1]):

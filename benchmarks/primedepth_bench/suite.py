@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from primedepth.devices import DTYPE_CHOICES
+from primedepth.model.attention_maps import SELF_CAPTURE_KERNELS
 
 from .builders import DAV2_SIZE, SCALES
 from .interleaved import PROCESS_GROUPINGS, run_interleaved
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dav2-size", type=int, default=DAV2_SIZE)
     parser.add_argument("--channels-last", action="store_true", help="PrimeDepth (and the floor) run with channels-last VAE and heads, as "
                         "`primedepth predict` does; the official-style path stays NCHW")
+    parser.add_argument("--capture-kernels", nargs="*", default=list(SELF_CAPTURE_KERNELS), choices=list(SELF_CAPTURE_KERNELS),
+                        help="interleaved: the UNet walk once per self-attention capture kernel, in the capture path (default: "
+                             "all; none: only the default kernel)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each worker (CPU)")
     parser.add_argument("--scale", default="full", choices=SCALES, help="tiny: the test model (smoke runs)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256x256, fp32, batch 1, 1 repeat after 1 warm-up, DAv2 at 252")

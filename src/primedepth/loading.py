@@ -48,6 +48,7 @@ def load_pipeline(
     device: Any = "auto",
     dtype: Any = "fp32",
     offload: bool = False,
+    runtime: str = "torch",
     **kwargs: Any,
 ) -> PrimeDepthPipeline:
     """Load a PrimeDepth pipeline (hub id, model folder or official .ckpt) onto a device.
@@ -56,8 +57,18 @@ def load_pipeline(
     or a torch.dtype. On a GPU the depth path sits on the GPU and the text encoder and
     segmentation head are streamed from CPU memory (`move_depth_path_to`); `offload` keeps every
     model in CPU memory and moves each stage to the GPU while it runs (small GPUs). Other keyword
-    arguments (revision, cache_dir, local_files_only) go to `from_pretrained`.
+    arguments (revision, cache_dir, local_files_only) go to `from_pretrained`. `runtime="onnx"`:
+    `model` is a folder of `primedepth export onnx`, run on ONNX Runtime (`primedepth.export`;
+    its providers place it, so `device`, `dtype` and `offload` do not apply).
     """
+    if runtime == "onnx":
+        from .export.runtime import load_onnx_pipeline  # lazy: onnxruntime is an optional extra
+
+        if model is None:
+            raise InputError("--runtime onnx needs --model: a folder written by `primedepth export onnx`")
+        return load_onnx_pipeline(model)
+    if runtime != "torch":
+        raise InputError(f"runtime must be torch or onnx; got {runtime!r}")
     device = parse_device(device)
     dtype = parse_dtype(dtype, device)
     if offload and device.type != "cuda":

@@ -62,3 +62,17 @@ def test_a_part_that_fails_or_has_no_time_left_is_reported(monkeypatch, tmp_path
     gpu_check.run_part("precision", args, report, check_report.Budget(100), {})
     gpu_check.run_part("timing", args, report, check_report.Budget(1), {})
     assert [row["status"] for row in report.rows] == ["failed: ValueError: compile error", "not run: time budget spent"]
+
+
+def test_the_shell_wrapper_reaches_the_check_in_one_command():
+    """`bash benchmarks/gpu_check.sh ...` with an interpreter that has primedepth: no install, a
+    note on the GPU it sees, then gpu_check.py with the arguments (here --help: the smoke run
+    above covers the check itself)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--help"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "installing" not in done.stderr and "gpu_check:" in done.stderr
+    assert "--parts" in done.stdout

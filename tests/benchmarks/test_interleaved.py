@@ -165,3 +165,19 @@ def test_interleaved_command_and_re_rendering(tmp_path):
     assert suite.main(["--from-json", str(output), "--markdown", str(again)]) == 0
     tables = markdown.read_text().split("Load average", 1)[1]
     assert tables in again.read_text()
+
+
+def test_capture_path_times_each_kernel_and_renders_their_ratio():
+    """With both capture kernels the walk runs once per kernel; `unet_preimage` is the default
+    kernel's walk (not a third run), and the tables show the kernel ratio and rows."""
+    events: list[dict] = []
+    interleaved.run_worker(_spec(modes=["capture"], capture_kernels=["chunked", "padded-sdpa"]), events.append)
+    setting = events[-1]
+    assert set(setting["rounds"][0]["seconds"]) == {"capture:fp32"}  # capture alone needs no PrimeDepth call
+    stages = setting["rounds"][0]["stages"]["capture:fp32"]
+    assert {"unet_preimage[chunked]", "unet_preimage[padded-sdpa]", "unet_preimage", "refiner", "unet_bare"} == set(stages)
+    default = paths.default_self_capture(CPU, torch.float32, 8 * 8)
+    assert stages["unet_preimage"] == stages[f"unet_preimage[{default}]"]
+    report = {"kind": "interleaved", "workers": [{"spec": _spec(), "status": "ok", "events": events}]}
+    text = interleaved_tables.format_interleaved(report)
+    assert "capture chunked / padded SDPA" in text and "capture, chunked kernel" in text and "capture, padded-sdpa kernel" in text

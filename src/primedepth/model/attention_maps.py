@@ -7,16 +7,29 @@ For every transformer layer of the UNet the preimage keeps, per head:
 
 The official code materialises the N x N self-attention probabilities P and pools them. The
 pooling (bilinear resize, average pool, bilinear resize over the key grid) is linear in P, so it is
-one fixed matrix M (N x 64) and the pooled maps are P @ M = softmax(Q K^T s) @ M: attention with
-M as the values. `AttentionMapProcessor` computes it with `scaled_dot_product_attention`, so P is
-never materialised. M is separable (rows ⊗ columns), so it costs O(N) to build.
+one fixed matrix M (N x 64) and the pooled maps are P @ M = softmax(Q K^T s) @ M. M is separable:
+M[(y, x), (a, b)] = rows[y, a] * cols[x, b] (`PoolingFactors`).
+
+Two interchangeable self-attention capture kernels compute the output and the pooled maps
+(`SELF_CAPTURE_KERNELS`, one signature, `SelfCaptureKernel`):
+- `padded_sdpa_capture` (the reference): one `scaled_dot_product_attention` over values [V, M],
+  query and key zero-padded to the values' width so that the fused kernel accepts them. P is
+  never materialised, but both matmuls run at twice the head dim.
+- `chunked_capture`: per block of queries, S = Q_c K^T at the real head dim, P = softmax(S), the
+  output P V, and the pooled maps by contracting P (c x H x W) with the column, then the row
+  factors (N * 8 multiply-adds per query instead of N * 64). At most one block of S and P is
+  alive; the block size comes from a memory budget (`capture_block_shape`).
+A GPU kernel (e.g. Triton: the pooled maps accumulated beside the flash-attention output) slots
+in as one more entry with the same signature; `default_self_capture` says which runs where,
+from the benchmark's measurement (chunked for bf16/fp16 on the CPU, else the padded SDPA).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,6 +41,14 @@ from ..constants import SELF_MAP_GRID
 __all__ = [
     "AttentionMapSink",
     "AttentionMapProcessor",
+    "PoolingFactors",
+    "SelfCaptureKernel",
+    "SELF_CAPTURE_KERNELS",
+    "padded_sdpa_capture",
+    "chunked_capture",
+    "capture_block_shape",
+    "default_self_capture",
+    "preferring_self_capture",
     "install_attention_map_processors",
     "capturing_attention_maps",
     "self_map_pooling_matrix",
@@ -76,9 +97,171 @@ def _axis_pooling_matrix(size: int, grid: int) -> torch.Tensor:
 
 def self_map_pooling_matrix(height: int, width: int, grid: int = SELF_MAP_GRID) -> torch.Tensor:
     """M (height*width, grid*grid), float64: key pixel (row*width + col) -> cell (gy*grid + gx)."""
-    rows = _axis_pooling_matrix(height, grid)
-    cols = _axis_pooling_matrix(width, grid)
-    return torch.einsum("ya,xb->yxab", rows, cols).reshape(height * width, grid * grid)
+    return PoolingFactors.build(height, width, grid).matrix()
+
+
+@dataclass
+class PoolingFactors:
+    """The separable pooling M = rows ⊗ cols: rows (height, grid), cols (width, grid)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    _matrix: torch.Tensor | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, height: int, width: int, grid: int = SELF_MAP_GRID, **to: Any) -> PoolingFactors:
+        """The official factors (float64, or moved/cast with `to`'s device and dtype)."""
+        return cls(_axis_pooling_matrix(height, grid).to(**to), _axis_pooling_matrix(width, grid).to(**to))
+
+    @property
+    def grid(self) -> int:
+        return self.rows.shape[1]
+
+    def matrix(self) -> torch.Tensor:
+        """M (height*width, grid*grid), built once (O(N * grid^2) memory, for the reference kernel)."""
+        if self._matrix is None:
+            height, width, grid = self.rows.shape[0], self.cols.shape[0], self.grid
+            self._matrix = torch.einsum("ya,xb->yxab", self.rows, self.cols).reshape(height * width, grid * grid)
+        return self._matrix
+
+
+# (query, key, value: (batch, heads, N, head_dim), scale, factors) -> (output (batch, heads, N,
+# head_dim), pooled maps (batch, heads, N, grid^2) before the per-head normalisation).
+SelfCaptureKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, PoolingFactors], tuple[torch.Tensor, torch.Tensor]]
+
+
+def padded_sdpa_capture(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, factors: PoolingFactors
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference kernel: one SDPA call over values [V, M]; output and maps share one softmax.
+
+    Query and key are zero-padded to the values' width (dot products unchanged, scale given
+    explicitly), because fused kernels (flash on CPU and GPU) need equal head dims; with
+    unequal ones PyTorch falls back to the math path, which materialises N x N.
+    """
+    batch, heads, tokens, head_dim = value.shape
+    pooling = factors.matrix()
+    values = torch.cat([value, pooling.expand(batch, heads, tokens, pooling.shape[-1])], dim=-1)
+    padding = (0, pooling.shape[-1])
+    both = F.scaled_dot_product_attention(F.pad(query, padding), F.pad(key, padding), values, scale=scale)
+    return both[..., :head_dim], both[..., head_dim:]
+
+
+# Bytes of S and P alive at once in `chunked_capture` (a memory cap, on CPU and GPU alike).
+CAPTURE_BLOCK_BUDGET = 64 * 2**20
+# Queries per block when the budget allows: the fastest block measured per layer (one core, AMD
+# EPYC, 5 heads; CPU seconds per layer): at 512x512 (4096 tokens) bf16 64: 0.27, 128: 0.26,
+# 256: 0.43; fp32 64: 0.51, 128: 0.48, 256: 0.49; at 768x768 (9216 tokens) fp32 64: 2.57,
+# 128: 2.39, 256: 3.23. Larger blocks leave the cache, smaller ones pay per-call overhead.
+QUERY_BLOCK = 128
+
+
+def _row_bytes(tokens: int, dtype: torch.dtype) -> int:
+    """Bytes per query row of one head: S in `dtype`, P in fp32 (and P again in `dtype` when reduced)."""
+    size = torch.finfo(dtype).bits // 8
+    return tokens * (4 + (2 * size if size < 4 else size))
+
+
+def capture_block_shape(groups: int, tokens: int, dtype: torch.dtype, budget_bytes: int = CAPTURE_BLOCK_BUDGET) -> tuple[int, int]:
+    """(groups per block, queries per block) so that one block's S and P fit `budget_bytes`.
+
+    QUERY_BLOCK queries of as many (batch x head) groups as fit; when not even one group fits,
+    one group and as many queries as fit. Never less than one group and one query.
+    """
+    row = _row_bytes(tokens, dtype)
+    query_block = min(tokens, QUERY_BLOCK)
+    group_block = max(1, min(groups, budget_bytes // (query_block * row)))
+    if group_block * query_block * row > budget_bytes:
+        query_block = max(1, min(query_block, budget_bytes // row))
+    return group_block, query_block
+
+
+def _pool_block(probs: torch.Tensor, factors: PoolingFactors) -> torch.Tensor:
+    """(g, c, H*W) probabilities -> (g, c, grid^2) pooled: columns first, then rows."""
+    groups, queries, _ = probs.shape
+    rows, cols, grid = factors.rows, factors.cols, factors.grid
+    height, width = rows.shape[0], cols.shape[0]
+    by_column = torch.mm(probs.reshape(-1, width), cols)  # (g*c*H, grid): [.., y, b]
+    by_column = by_column.view(groups * queries, height, grid).transpose(1, 2).reshape(-1, height)  # [.., b, y]
+    pooled = torch.mm(by_column, rows).view(groups, queries, grid, grid)  # [.., b, a]
+    return pooled.transpose(-1, -2).reshape(groups, queries, grid * grid)  # cell a*grid + b
+
+
+def chunked_capture(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scale: float,
+    factors: PoolingFactors,
+    budget_bytes: int = CAPTURE_BLOCK_BUDGET,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention and its pooled maps, one block of queries at a time (see the module doc).
+
+    S is computed in the input dtype, the softmax in fp32 (as the fused kernels accumulate), P is
+    cast back to the input dtype for P V and the pooling.
+    """
+    batch, heads, tokens, head_dim = value.shape
+    groups, dtype = batch * heads, value.dtype
+    q = (query * scale).reshape(groups, tokens, head_dim)
+    k_t = key.reshape(groups, tokens, head_dim).transpose(1, 2)
+    v = value.reshape(groups, tokens, head_dim)
+    out = torch.empty_like(v)
+    pooled = torch.empty(groups, tokens, factors.grid**2, dtype=dtype, device=value.device)
+    group_block, query_block = capture_block_shape(groups, tokens, dtype, budget_bytes)
+    for g in range(0, groups, group_block):
+        gs = slice(g, g + group_block)
+        for start in range(0, tokens, query_block):
+            qs = slice(start, start + query_block)
+            probs = torch.softmax(torch.matmul(q[gs, qs], k_t[gs]), dim=-1, dtype=torch.float32).to(dtype)
+            out[gs, qs] = torch.matmul(probs, v[gs])
+            pooled[gs, qs] = _pool_block(probs, factors)
+            del probs
+    return out.view(batch, heads, tokens, head_dim), pooled.view(batch, heads, tokens, -1)
+
+
+SELF_CAPTURE_KERNELS: dict[str, SelfCaptureKernel] = {"padded-sdpa": padded_sdpa_capture, "chunked": chunked_capture}
+
+
+_PREFERRED_KERNEL: ContextVar[str | None] = ContextVar("preferred_self_capture", default=None)
+
+
+def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) -> str:
+    """The kernel that "auto" runs here: the one measured faster (`preferring_self_capture`
+    overrides it, e.g. for an export).
+
+    Measured on the whole UNet walk at 512x512 (`benchmarks/benchmark_inference.py --modes
+    capture`, interleaved rounds, CPU time, 2 threads on 2 cores of an AMD EPYC with avx512_bf16,
+    torch 2.13, 2026-12-06; `benchmarks/results-cpu-capture-kernels.md`), chunked / padded SDPA:
+    - load average 1-4: bf16 0.84x [0.77-0.92] (6.8 against 8.1 CPU s; the chunked walk costs
+      1.01x [0.97-1.04] the bare UNet), fp32 1.01x [0.98-1.04], a tie;
+    - load average 11-16 (the 2 threads oversubscribed): bf16 1.76x [1.74-1.78], fp32 1.49x
+      [1.37-1.60]: the chunked kernel's ~30 blocks of parallel calls per layer suffer when its
+      threads wait on each other, the one fused call does not.
+    Hence chunked in reduced precision on the CPU (oneDNN's bf16 matmuls at the real head dim
+    beat the fused kernel's padded ones) and the padded SDPA in fp32 (a tie: one call, no blocks).
+    768x768 was not measured (per layer, single-threaded, fp32: chunked 1.07x faster). On CUDA the
+    fused flash kernel stays: a chunked kernel there writes S and P blocks to GPU memory and no GPU
+    has measured it; a fused GPU capture kernel (maps accumulated beside the flash output) would
+    be registered in SELF_CAPTURE_KERNELS and chosen here.
+    """
+    preferred = _PREFERRED_KERNEL.get()
+    if preferred is not None:
+        return preferred
+    if device.type == "cpu" and dtype != torch.float32:
+        return "chunked"
+    return "padded-sdpa"
+
+
+@contextmanager
+def preferring_self_capture(kernel: str) -> Iterator[None]:
+    """Inside the block, processors left on "auto" run `kernel` (a name in SELF_CAPTURE_KERNELS)."""
+    if kernel not in SELF_CAPTURE_KERNELS:
+        raise ValueError(f"unknown self-attention capture kernel {kernel!r}: choose one of {sorted(SELF_CAPTURE_KERNELS)}")
+    token = _PREFERRED_KERNEL.set(kernel)
+    try:
+        yield
+    finally:
+        _PREFERRED_KERNEL.reset(token)
 
 
 def _normalise_per_head(pooled: torch.Tensor) -> torch.Tensor:
@@ -103,19 +286,33 @@ class AttentionMapProcessor:
     """Attention processor that also records PrimeDepth's maps when given a sink.
 
     Without an `attention_maps` sink it is diffusers' `AttnProcessor2_0`, so the UNet behaves as
-    usual. With one, self-attention additionally attends to the pooling matrix (never forming the
-    N x N probabilities) and cross-attention keeps its N x 77 probabilities, computed in fp32.
+    usual. With one, self-attention runs a capture kernel (never forming the N x N
+    probabilities; `self_capture`: a name in SELF_CAPTURE_KERNELS, a kernel, or "auto" for
+    `default_self_capture`) and cross-attention keeps its N x 77 probabilities, computed in fp32.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, self_capture: str | SelfCaptureKernel = "auto") -> None:
+        if isinstance(self_capture, str) and self_capture != "auto" and self_capture not in SELF_CAPTURE_KERNELS:
+            raise ValueError(f"unknown self-attention capture kernel {self_capture!r}: choose auto or one of {sorted(SELF_CAPTURE_KERNELS)}")
+        self.self_capture = self_capture
         self._plain = AttnProcessor2_0()
-        self._pooling: dict[tuple, torch.Tensor] = {}
+        self._factors: dict[tuple, PoolingFactors] = {}
+
+    def pooling_factors(self, height: int, width: int, like: torch.Tensor) -> PoolingFactors:
+        key = (height, width, like.device, like.dtype)
+        if key not in self._factors:
+            self._factors[key] = PoolingFactors.build(height, width, device=like.device, dtype=like.dtype)
+        return self._factors[key]
 
     def pooling_matrix(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-        key = (height, width, like.device, like.dtype)
-        if key not in self._pooling:
-            self._pooling[key] = self_map_pooling_matrix(height, width).to(device=like.device, dtype=like.dtype)
-        return self._pooling[key]
+        return self.pooling_factors(height, width, like).matrix()
+
+    def kernel(self, value: torch.Tensor) -> SelfCaptureKernel:
+        """The self-attention capture kernel for these values (device, dtype, token count)."""
+        choice = self.self_capture
+        if choice == "auto":
+            choice = default_self_capture(value.device, value.dtype, value.shape[-2])
+        return SELF_CAPTURE_KERNELS[choice] if isinstance(choice, str) else choice
 
     def __call__(
         self,
@@ -154,20 +351,12 @@ class AttentionMapProcessor:
         return x.view(batch, tokens, attn.heads, inner // attn.heads).transpose(1, 2)
 
     def _self_attention(self, attn, query, key, value, sink: AttentionMapSink):
-        """One SDPA call over values [V, M]: the output and the pooled maps share one softmax.
-
-        Query and key are zero-padded to the values' width (dot products unchanged, scale given
-        explicitly), because fused kernels (flash on CPU and GPU) need equal head dims; with
-        unequal ones PyTorch falls back to the math path, which materialises N x N.
-        """
-        batch, heads, tokens, head_dim = value.shape
+        """The output and the pooled maps from the capture kernel, normalised per head."""
+        tokens = value.shape[-2]
         if tokens != sink.height * sink.width:
             raise RuntimeError(f"attention over {tokens} tokens, expected {sink.height}x{sink.width}")
-        pooling = self.pooling_matrix(sink.height, sink.width, value)
-        values = torch.cat([value, pooling.expand(batch, heads, tokens, pooling.shape[-1])], dim=-1)
-        padding = (0, pooling.shape[-1])
-        both = F.scaled_dot_product_attention(F.pad(query, padding), F.pad(key, padding), values, scale=attn.scale)
-        out, pooled = both[..., :head_dim], both[..., head_dim:]
+        factors = self.pooling_factors(sink.height, sink.width, value)
+        out, pooled = self.kernel(value)(query, key, value, attn.scale, factors)
         maps = _normalise_per_head(pooled.float())
         return out, _to_channels(maps, sink.height, sink.width).to(value.dtype)
 

@@ -1,0 +1,215 @@
+"""`primedepth export onnx`: the depth path as one ONNX graph, for ONNX Runtime deployments.
+
+The graph is `primedepth.model.forward` itself (segmentation off), traced by PyTorch's ONNX
+exporter (torch.export, then onnxscript):
+
+    inputs  pixel_values (1, 3, H, W) in [-1, 1]; context (1, 77, D), the text conditioning;
+            posterior_noise, step_noise (1, 4, H/8, W/8), the two N(0, 1) draws
+    output  depth (1, 3, H, W), the depth head's output at the processed size
+
+The text encoder is not in the graph: the runtime encodes prompts with the model's own text
+encoder (copied next to the graph, in torch) or takes prompt embeddings, so the conditioning is an
+input tensor. Weights are stored as external data (`GRAPH_FILE` + `.data`), as ONNX needs above
+2 GB. The output folder also holds the configs the runtime builds its (weightless) pipeline
+from, and `EXPORT_MANIFEST`, which says what was exported.
+
+Self-attention capture is exported with the padded-SDPA kernel: one scaled-dot-product attention
+per layer, which the exporter writes as the ONNX `Attention` operator (opset 23). What it costs
+in memory is ONNX Runtime's implementation of that operator (see README "Deployment").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..constants import VAE_DOWNSAMPLE
+from ..devices import parse_dtype
+from ..errors import InputError, PrimeDepthError
+from ..io.atomic import atomic_directory
+from ..model.attention_maps import preferring_self_capture
+from ..model.forward import LatentNoise, forward
+
+__all__ = ["EXPORT_MANIFEST", "GRAPH_FILE", "OPSET", "ExportManifest", "DepthPathModule", "export_onnx", "parse_size", "require_onnx"]
+
+GRAPH_FILE = "primedepth_depth.onnx"
+EXPORT_MANIFEST = "onnx_export.json"
+OPSET = 23  # the first opset with the Attention operator
+INPUT_NAMES = ("pixel_values", "context", "posterior_noise", "step_noise")
+OUTPUT_NAMES = ("depth",)
+# Copied next to the graph: configs of the weightless runtime pipeline, and the text encoder
+# (weights included) so that prompts still work.
+CONFIG_FOLDERS = ("vae", "unet", "refiner", "depth_head", "scheduler")
+TEXT_FOLDERS = ("text_encoder", "tokenizer")
+EXPORT_KERNEL = "padded-sdpa"
+DEFAULT_EXPORT_SIZE = (512, 512)
+
+
+@dataclass
+class ExportManifest:
+    """What an export folder holds (`EXPORT_MANIFEST`)."""
+
+    graph: str
+    dtype: str
+    size: list[int]  # (height, width) of the graph's input
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
+    capture_kernel: str
+    text_encoder: bool
+    source: str
+    torch_version: str
+    format_version: int = 1
+
+    def save(self, folder: Path) -> None:
+        (folder / EXPORT_MANIFEST).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> ExportManifest:
+        path = folder / EXPORT_MANIFEST
+        if not path.is_file():
+            raise InputError(f"{folder} is not an ONNX export of PrimeDepth: it has no {EXPORT_MANIFEST} "
+                             "(write one with `primedepth export onnx MODEL_DIR OUT_DIR`)")
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as error:
+            raise InputError(f"{path} is not a valid export manifest: {error}") from None
+
+
+def require_onnx(*modules: str) -> None:
+    """Import-check the ONNX extra's modules, with one message naming the extra when missing."""
+    missing = []
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise PrimeDepthError(f"the ONNX path needs {', '.join(missing)}: pip install 'primedepth[onnx]'")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "HxW" (or one number for a square) -> (height, width), multiples of 8."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        height, width = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise InputError(f"--size must be HxW, e.g. 512x512 or 768x1024; got {text!r}") from None
+    if len(parts) > 2 or height < VAE_DOWNSAMPLE or width < VAE_DOWNSAMPLE or height % VAE_DOWNSAMPLE or width % VAE_DOWNSAMPLE:
+        raise InputError(f"--size must be HxW with both sides multiples of {VAE_DOWNSAMPLE}; got {text!r}")
+    return height, width
+
+
+class DepthPathModule(torch.nn.Module):
+    """The depth path as one module for tracing: `primedepth.model.forward`, segmentation off."""
+
+    def __init__(self, pipeline: Any) -> None:
+        super().__init__()
+        self.vae, self.unet, self.refiner, self.depth_head = pipeline.vae, pipeline.unet, pipeline.refiner, pipeline.depth_head
+        self.scheduler = pipeline.scheduler
+        self.segmentation_head = None
+        self.encoder_norm_eps = pipeline.config.vae_encoder_norm_eps
+
+    def forward(self, pixel_values: torch.Tensor, context: torch.Tensor, posterior_noise: torch.Tensor,
+                step_noise: torch.Tensor) -> torch.Tensor:
+        noise = LatentNoise(posterior_noise, step_noise)
+        return forward(self, pixel_values, context, noise, encoder_norm_eps=self.encoder_norm_eps).depth
+
+
+def example_inputs(pipeline: Any, height: int, width: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the graph's shapes (the trace only needs their shapes and dtypes)."""
+    generator = torch.Generator().manual_seed(0)
+    latent = (1, pipeline.vae.config.latent_channels, height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE)
+    context = (1, pipeline.tokenizer.model_max_length if pipeline.tokenizer is not None else 77, pipeline.unet.config.cross_attention_dim)
+    pixels = torch.rand(1, 3, height, width, generator=generator) * 2 - 1
+    return (pixels.to(dtype), torch.randn(context, generator=generator).to(dtype),
+            torch.randn(latent, generator=generator), torch.randn(latent, generator=generator))
+
+
+def _copy_folders(source: Path, target: Path, names: tuple[str, ...], configs_only: bool) -> list[str]:
+    """Copy the named component folders that exist (only their json files with `configs_only`)."""
+    copied = []
+    for name in names:
+        folder = source / name
+        if not folder.is_dir():
+            continue
+        if configs_only:
+            (target / name).mkdir()
+            for path in folder.glob("*.json"):
+                shutil.copy2(path, target / name / path.name)
+        else:
+            shutil.copytree(folder, target / name)
+        copied.append(name)
+    return copied
+
+
+def _trace(module: DepthPathModule, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    """torch.onnx.export with the exporter's chatter silenced; failures as one error."""
+    with warnings.catch_warnings(), preferring_self_capture(EXPORT_KERNEL), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                module, inputs, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), opset_version=OPSET,
+                dynamo=True, external_data=True, verbose=False,
+            )
+        except Exception as error:  # noqa: BLE001 - the exporter raises many types; the user needs the reason
+            raise PrimeDepthError(f"the ONNX export failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+    program.save(str(path), external_data=True)
+
+
+def export_onnx(
+    model: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    dtype: Any = "fp32",
+    size: tuple[int, int] | None = DEFAULT_EXPORT_SIZE,
+    overwrite: bool = False,
+    pipeline: Any = None,
+) -> Path:
+    """Export the depth path of the model folder `model` into `output_dir` (written atomically).
+
+    `size`: the (height, width) the graph runs at (None, dynamic height and width, is refused:
+    the key-grid pooling's kernel size depends on the size).
+    `dtype`: "fp32" or "fp16" (the weights and the graph's float inputs). `pipeline`: an already
+    loaded pipeline of `model` (tests), otherwise it is loaded on the CPU.
+    """
+    if size is None:
+        raise InputError(
+            "a dynamic-size ONNX export is not supported: the self-attention maps pool each image over an "
+            "8x8 key grid whose pooling kernel is (side // 8), a fixed attribute of an ONNX graph; export one "
+            "graph per size with --size HxW instead")
+    require_onnx("onnx", "onnxscript")
+    torch_dtype = parse_dtype(dtype)
+    if torch_dtype not in (torch.float32, torch.float16):
+        raise InputError(f"--dtype for an ONNX export is fp32 or fp16; got {dtype}")
+    model_dir = Path(model)
+    if pipeline is None:
+        if not (model_dir / "model_index.json").is_file():
+            raise InputError(f"{model_dir} is not a model folder (no model_index.json); convert a checkpoint first "
+                             "(primedepth convert) or download the model (primedepth download)")
+        from ..pipeline import PrimeDepthPipeline  # lazy: the pipeline's stack is only needed here
+
+        try:
+            pipeline = PrimeDepthPipeline.from_pretrained(model_dir, torch_dtype=torch_dtype)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            raise PrimeDepthError(f"cannot load the model '{model_dir}': {error}") from None
+    height, width = size
+    module = DepthPathModule(pipeline).eval()
+    inputs = example_inputs(pipeline, height, width, torch_dtype)
+    with atomic_directory(Path(output_dir), overwrite=overwrite) as staging:
+        _trace(module, inputs, staging / GRAPH_FILE)
+        shutil.copy2(model_dir / "model_index.json", staging / "model_index.json")
+        _copy_folders(model_dir, staging, CONFIG_FOLDERS, configs_only=True)
+        text = _copy_folders(model_dir, staging, TEXT_FOLDERS, configs_only=False)
+        ExportManifest(
+            graph=GRAPH_FILE, dtype="fp16" if torch_dtype == torch.float16 else "fp32", size=[height, width],
+            opset=OPSET, inputs=list(INPUT_NAMES), outputs=list(OUTPUT_NAMES), capture_kernel=EXPORT_KERNEL,
+            text_encoder=set(text) == set(TEXT_FOLDERS), source=str(model_dir), torch_version=torch.__version__,
+        ).save(staging)
+    return Path(output_dir)

@@ -1,0 +1,120 @@
+"""ONNX export of the depth path and the ONNX Runtime pipeline, on the tiny model.
+
+The exported graph is `primedepth.model.forward` traced; ONNX Runtime (CPU provider) must
+reproduce the torch depth within 1e-4 relative (fp32), and the runtime must go through the same
+job engine as the torch pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ..extras import require_extra
+
+require_extra("onnxruntime", "onnx")
+require_extra("onnxscript", "onnx")
+
+from primedepth import predict  # noqa: E402
+from primedepth.cli import main as cli_main  # noqa: E402
+from primedepth.errors import InputError, PrimeDepthError  # noqa: E402
+from primedepth.export import EXPORT_MANIFEST, GRAPH_FILE, export_onnx, load_onnx_pipeline  # noqa: E402
+from primedepth.export.onnx import parse_size  # noqa: E402
+from primedepth.testing import save_tiny_model, tiny_prompt_embeds  # noqa: E402
+from primedepth.pipeline import PrimeDepthPipeline  # noqa: E402
+
+SIZE = (64, 96)
+RELATIVE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model folder and its fixed-size fp32 export (one trace for the whole module)."""
+    root = tmp_path_factory.mktemp("onnx")
+    model = save_tiny_model(root / "model", segmentation=False)
+    export_onnx(model, root / "export", size=SIZE)
+    return model, root / "export"
+
+
+def _relative(actual: np.ndarray | torch.Tensor, expected: np.ndarray | torch.Tensor) -> float:
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def test_export_folder_holds_graph_weights_configs_and_manifest(exported):
+    _, folder = exported
+    manifest = json.loads((folder / EXPORT_MANIFEST).read_text())
+    assert manifest["size"] == list(SIZE) and manifest["dtype"] == "fp32" and manifest["opset"] >= 23
+    assert (folder / GRAPH_FILE).is_file() and any(p.name.startswith(GRAPH_FILE) and p.name != GRAPH_FILE for p in folder.iterdir())
+    for name in ("model_index.json", "vae/config.json", "unet/config.json", "refiner/config.json", "depth_head/config.json",
+                 "scheduler/scheduler_config.json", "text_encoder/config.json"):
+        assert (folder / name).is_file(), name
+    assert not list((folder / "unet").glob("*.safetensors"))  # configs only: the weights are in the graph
+
+
+def test_onnx_runtime_equals_torch_within_1e_4(exported):
+    model, folder = exported
+    torch_pipeline = PrimeDepthPipeline.from_pretrained(model)
+    onnx_pipeline = load_onnx_pipeline(folder, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(2, 3, *SIZE, generator=generator) * 2 - 1
+    context = tiny_prompt_embeds().expand(2, -1, -1)
+    noise = {"posterior_noise": torch.randn(2, 4, SIZE[0] // 8, SIZE[1] // 8, generator=generator),
+             "step_noise": torch.randn(2, 4, SIZE[0] // 8, SIZE[1] // 8, generator=generator)}
+    expected = torch_pipeline.predict_raw(pixels, context, output_segmentation=False, **noise).depth
+    got = onnx_pipeline.predict_raw(pixels, context, output_segmentation=False, **noise).depth
+    assert got.shape == expected.shape
+    assert _relative(got, expected) <= RELATIVE
+
+
+def test_onnx_pipeline_runs_through_the_job_engine(exported, tmp_path):
+    """Same seed, same prompt: the ONNX runtime's outputs equal the torch pipeline's through predict()."""
+    model, folder = exported
+    image = (np.random.default_rng(0).random((*SIZE, 3)) * 255).astype(np.uint8)
+    kwargs = {"prompt": "a room", "seed": 3}
+    expected = predict(image, model=PrimeDepthPipeline.from_pretrained(model), **kwargs)[0].depth
+    got = predict(image, model=load_onnx_pipeline(folder, providers=["CPUExecutionProvider"]), **kwargs)[0].depth
+    assert _relative(got, expected) <= RELATIVE
+    with pytest.raises(PrimeDepthError, match="no segmentation head"):  # refused before any image runs
+        predict(image, model=load_onnx_pipeline(folder), segmentation=True, prompt="")
+    with pytest.raises(InputError, match="depth path only"):
+        load_onnx_pipeline(folder).predict_raw(torch.zeros(1, 3, *SIZE), tiny_prompt_embeds())
+
+
+def test_cli_predict_with_the_onnx_runtime(exported, tmp_path):
+    _, folder = exported
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(1).random((50, 70, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    code = cli_main(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--runtime", "onnx", "--model", str(folder),
+                     "--prompt", "", "--outputs", "npy"])
+    assert code == 0
+    depth = np.load(tmp_path / "out" / "a_depth.npy")
+    assert depth.shape == (50, 70) and np.isfinite(depth).all()  # run at 64x96, resized back to the input
+
+
+@pytest.mark.parametrize("text", ["64", "64x96", "512x768"])
+def test_sizes_parse(text):
+    height, width = parse_size(text)
+    assert height % 8 == 0 and width % 8 == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--size", "65x64"], "multiples of 8"),
+    (["--size", "big"], "HxW"),
+    (["--dynamic"], "dynamic-size ONNX export is not supported"),
+])
+def test_export_command_refuses_bad_sizes(tmp_path, capsys, argv, message):
+    model = save_tiny_model(tmp_path / "model", segmentation=False)
+    assert cli_main(["export", "onnx", str(model), str(tmp_path / "out"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_export_and_runtime_refuse_what_is_not_theirs(tmp_path, capsys):
+    assert cli_main(["export", "onnx", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+    with pytest.raises(InputError, match="not an ONNX export"):
+        load_onnx_pipeline(tmp_path)
