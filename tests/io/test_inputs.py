@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -119,3 +119,11 @@ def test_earlier_outputs_are_not_taken_as_inputs(tree):
     items = inputs.expand_inputs([tree], recursive=True, output_dir=tree)
     assert "a_depth" not in _names(items) and "clip_frames/000000_depth" not in _names(items)
     assert "a" in _names(items)
+
+
+def test_the_obj_material_and_texture_are_outputs_never_inputs():
+    from primedepth.io import looks_like_output
+
+    assert looks_like_output(PurePosixPath("room_mesh_texture.png"))
+    assert looks_like_output(PurePosixPath("room_mesh.mtl"))
+    assert not looks_like_output(PurePosixPath("room_texture.png"))

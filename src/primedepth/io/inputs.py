@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import InputError
 from .images import IMAGE_EXTENSIONS
 from .names import safe_output_name
-from .outputs import ALL_OUTPUT_SUFFIXES
+from .outputs import ALL_OUTPUT_SUFFIXES, COMPANION_OUTPUT_SUFFIXES
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
 LIST_EXTENSIONS = frozenset({".txt"})
@@ -198,7 +198,8 @@ def _is_excluded(path: Path, root: Path, exclude: Path | None) -> bool:
 def looks_like_output(relative: Path | PurePosixPath) -> bool:
     """Whether a path relative to the output folder is named like one of our outputs."""
     in_frames_folder = any(part.endswith("_frames") for part in relative.parts[:-1])
-    return in_frames_folder or relative.name.endswith(tuple(ALL_OUTPUT_SUFFIXES.values()))
+    suffixes = (*ALL_OUTPUT_SUFFIXES.values(), *COMPANION_OUTPUT_SUFFIXES)
+    return in_frames_folder or relative.name.endswith(suffixes)
 
 
 def _read_list_file(list_file: Path) -> list[str]:

@@ -69,6 +69,8 @@ GEOMETRY_OUTPUT_SUFFIXES: dict[str, str] = {
     "metric_png16": "_depth_mm.png",
 }
 ALL_OUTPUT_SUFFIXES: dict[str, str] = {**OUTPUT_SUFFIXES, **GEOMETRY_OUTPUT_SUFFIXES}
+# Files written beside an output (the OBJ's material and texture): never inputs either.
+COMPANION_OUTPUT_SUFFIXES = ("_mesh.mtl", "_mesh_texture.png")
 # What `primedepth predict` writes unless told: what a person looks at, plus the 16-bit PNG.
 DEFAULT_OUTPUTS = ("png16", "color", "video")
 # zlib level of every PNG we write: level 1 wrote a 24-megapixel depth map about twice as fast

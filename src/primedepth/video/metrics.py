@@ -15,12 +15,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..alignment import align_disparity
-from ..eval.metrics import abs_rel
 from .normalize import clip_range
 
 # A pixel of a moving-camera clip counts as static when its true disparity changes by less than
 # this fraction of the clip's disparity range from one frame to the next.
 STATIC_CHANGE = 0.005
+
+
+def _abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean absolute error relative to the truth (the evaluation protocol's AbsRel; written here
+    so that video, below evaluation in the layers, does not import it)."""
+    return float(np.mean(np.abs(pred - gt) / gt))
 
 
 def per_frame_normalized(depths: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -63,7 +68,7 @@ def clip_abs_rel(normalized: Sequence[np.ndarray], depth: np.ndarray) -> float:
     prediction = np.stack(normalized).astype(np.float64)
     valid = np.isfinite(prediction) & (depth > 0)
     aligned, _, _ = align_disparity(prediction, depth, valid)
-    return abs_rel(aligned[valid], depth[valid])
+    return _abs_rel(aligned[valid], depth[valid])
 
 
 def per_frame_abs_rel(frames: Sequence[np.ndarray], depth: np.ndarray) -> float:
@@ -74,7 +79,7 @@ def per_frame_abs_rel(frames: Sequence[np.ndarray], depth: np.ndarray) -> float:
         prediction = np.asarray(prediction, dtype=np.float64)
         valid = np.isfinite(prediction) & (truth > 0)
         aligned, _, _ = align_disparity(prediction, truth, valid)
-        errors += abs_rel(aligned[valid], truth[valid]) * int(valid.sum())
+        errors += _abs_rel(aligned[valid], truth[valid]) * int(valid.sum())
         counts += int(valid.sum())
     return errors / max(counts, 1)
 
