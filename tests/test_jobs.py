@@ -201,7 +201,7 @@ def test_bad_batch_size_is_a_usage_error(capsys, photos):
 def test_out_of_range_numbers_are_checked_once_by_the_api(capsys, photos, tmp_path):
     """The CLI parses numbers; their range is the job's to check, with the same message as the API."""
     for flag, value, message in (("--batch-size", "0", "batch size must be 'auto' or a whole number >= 1, got 0"),
-                                 ("--max-size", "4", "max size must be at least 8 pixels, got 4")):
+                                 ("--max-size", "32", "max size must be at least 64 pixels")):
         code, err = run_cli(capsys, photos / "plain.jpg", "-o", tmp_path / "out", flag, value)
         assert code == 2 and message in err and "Traceback" not in err
         with pytest.raises(InputError, match=message.split(",")[0]):

@@ -68,7 +68,7 @@ def test_interrupted_runs_leave_no_temporary_file(tiny_model, tmp_path):
     clip = write_clip(tmp_path / "in" / "clip.mp4", frames=3)
     out = tmp_path / "out"
     args = ["predict", *map(str, inputs), str(clip), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
-            "--outputs", "png16,npy,video", "--overwrite", "--temporal", "align", "--max-size", "32"]
+            "--outputs", "png16,npy,video", "--overwrite", "--temporal", "align", "--max-size", "64"]
     result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args), str(RUNS)],
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import io
-from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, VAE_DOWNSAMPLE
+from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, MIN_MAX_SIZE
 from ..errors import InputError
 from ..geometry.outputs import GeometryOptions, check_geometry_request
 from ..io.outputs import DEFAULT_OUTPUTS
@@ -92,8 +92,9 @@ def check_common_options(batch_size: int | str, max_size: int, colormap: str) ->
     if batch_size != "auto" and not (isinstance(batch_size, int) and not isinstance(batch_size, bool)
                                      and batch_size >= 1):
         raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {batch_size!r}")
-    if not isinstance(max_size, int) or max_size < VAE_DOWNSAMPLE:
-        raise InputError(f"max size must be at least {VAE_DOWNSAMPLE} pixels, got {max_size}")
+    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < MIN_MAX_SIZE:
+        raise InputError(f"max size must be at least {MIN_MAX_SIZE} pixels (the shortest side the UNet "
+                         f"processes), got {max_size}")
     io.check_colormap(colormap)
 
 
