@@ -3,8 +3,8 @@
 `JobOptions` is what the engine runs by. The command line builds it from its flags, `predict`
 and `primedepth.distributed.predict_dataset` from their keywords (`job_options`, whose names
 and defaults are `JOB_KEYWORDS`, read off `JobOptions` itself, so the two entry points never
-type the list twice), and the server's settings check their shared values with
-`check_common_options`. Imports stay light (no torch): the server's settings use it at start-up.
+type the list twice), and the server's settings check their shared values with the same
+`check_common_options` (in `primedepth.option_checks`, which imports no torch).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import io
-from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, MIN_MAX_SIZE
+from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED
 from ..errors import InputError
+from ..option_checks import check_common_options
 from ..geometry.outputs import GeometryOptions, check_geometry_request
 from ..io.outputs import DEFAULT_OUTPUTS
 from ..video.stabilizer import DEFAULT_SMOOTHING, DEFAULT_WINDOW, check_temporal
@@ -85,17 +86,6 @@ class JobOptions:
     def geometry_kinds(self) -> tuple[str, ...]:
         """3D and metric output kinds, written for images (`primedepth.geometry`)."""
         return tuple(kind for kind in self.outputs if kind in io.GEOMETRY_OUTPUT_SUFFIXES)
-
-
-def check_common_options(batch_size: int | str, max_size: int, colormap: str) -> None:
-    """The values every front end shares (CLI, `predict`, server settings, Ray options)."""
-    if batch_size != "auto" and not (isinstance(batch_size, int) and not isinstance(batch_size, bool)
-                                     and batch_size >= 1):
-        raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {batch_size!r}")
-    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < MIN_MAX_SIZE:
-        raise InputError(f"max size must be at least {MIN_MAX_SIZE} pixels (the shortest side the UNet "
-                         f"processes), got {max_size}")
-    io.check_colormap(colormap)
 
 
 def _check_temporal_options(options: JobOptions) -> None:

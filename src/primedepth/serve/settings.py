@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, MIN_MAX_SIZE, OFFICIAL_REPO_ID
+from ..constants import DEFAULT_MAX_SIZE, DEFAULT_SEED, OFFICIAL_REPO_ID
 from ..errors import InputError
-from ..io.outputs import DEFAULT_COLORMAP, check_colormap
+from ..io.outputs import DEFAULT_COLORMAP
+from ..option_checks import check_common_options
 
 __all__ = ["ServeSettings", "is_loopback", "check_bind", "read_key_file", "API_KEY_ENV", "API_KEY_FILE_ENV",
            "LOOPBACK_HOST"]
@@ -90,11 +91,7 @@ class ServeSettings:
                 raise InputError(f"{name.replace('_', '-')} must be positive, got {value}")
         if self.batch_window_ms < 0:
             raise InputError(f"batch window must be >= 0 ms, got {self.batch_window_ms}")
-        if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise InputError(f"batch size must be 'auto' or a whole number >= 1, got {self.batch_size!r}")
-        if self.max_size < MIN_MAX_SIZE:
-            raise InputError(f"max size must be at least {MIN_MAX_SIZE} pixels, got {self.max_size}")
-        check_colormap(self.colormap)
+        check_common_options(self.batch_size, self.max_size, self.colormap)
         self.api_key = self.api_key or None
 
     @property
