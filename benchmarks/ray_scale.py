@@ -98,7 +98,11 @@ def run_job(engine: str, inputs: Path, out: Path, model: Path, actors: int, batc
     if engine == "ray":
         command += ["--engine", "ray", "--actors", str(actors)]
     started = time.time()
-    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # The job's own output goes to a file: a pipe read only at the end would fill up over a long
+    # run (Ray Data logs its progress) and block the job.
+    log_path = out.with_name(out.name + ".log")
+    log_file = log_path.open("w")
+    job = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env)
     driver = psutil.Process(job.pid)
     peak, first, reported = 0, None, time.time()
     stopped = False
@@ -120,7 +124,8 @@ def run_job(engine: str, inputs: Path, out: Path, model: Path, actors: int, batc
             first = time.time() - started
         time.sleep(0.2)
     wall = time.time() - started
-    log = job.stdout.read()
+    log_file.close()
+    log = log_path.read_text(errors="replace")
     if job.returncode != 0 and not stopped:
         raise RuntimeError(f"{engine} job failed ({job.returncode}):\n{log[-3000:]}")
     times = _output_times(out)

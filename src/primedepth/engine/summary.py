@@ -37,6 +37,7 @@ class Prediction:
     video: str | None = None  # video frames: the clip's output name
     frame_index: int | None = None  # video frames: the frame's index in the clip
     time: float | None = None  # video frames: seconds since the clip's first frame
+    raw_depth: np.ndarray | None = None  # video frames: the frame's own prediction before any clip alignment
 
 
 def _plural(count: int, word: str) -> str:
