@@ -224,7 +224,7 @@ print(json.dumps({"code": code, "seconds": time.perf_counter() - start}))
 
 def test_cli_job_with_default_prompt_offline_exits_3_fast(tmp_path: Path) -> None:
     """The issue's case end to end: `primedepth predict` on 3 images, default prompt, the hub
-    unreachable, HF_HUB_OFFLINE unset: one message, exit code 3, in under 10 s (was 422 s)."""
+    unreachable, HF_HUB_OFFLINE unset: one message, exit code 3, in seconds (was 422 s)."""
     import json
     import os
     import subprocess
@@ -248,7 +248,24 @@ def test_cli_job_with_default_prompt_offline_exits_3_fast(tmp_path: Path) -> Non
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["code"] == 3, result.stderr
-    assert report["seconds"] < 10.0, report
+    # 3 s on an idle 2-core machine; the bound is loose for a loaded one: what it guards against
+    # is the hub's retries (422 s before), far above it.
+    assert report["seconds"] < 30.0, report
     assert result.stderr.count('--prompt ""') == 1 and "primedepth download --captioner" in result.stderr
     assert "Retry" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_job_check_and_load_ask_the_hub_once(monkeypatch: pytest.MonkeyPatch, empty_cache: Path) -> None:
+    """The engine's check before the first image and the load after it share one hub request."""
+    from primedepth.engine.runner import require_captioner
+    from primedepth.text import captioning
+
+    asked: list[str] = []
+    monkeypatch.setattr(captioning, "_ask_hub", lambda source, timeout_s: asked.append(source))  # answers: reachable
+    _online(monkeypatch, "http://127.0.0.1:9")
+    pipeline = type("Pipeline", (), {})()
+    pipeline.captioner = captioning.Blip2Captioner()
+    require_captioner(pipeline)
+    assert pipeline.captioner._source() == BLIP2_MODEL_ID  # what the load reads from: the hub id
+    assert asked == [BLIP2_MODEL_ID]

@@ -147,14 +147,14 @@ def require_captioner(pipeline: Any = None) -> None:
     """Raise `CaptionerUnavailableError` once, before the first image, when BLIP-2 cannot be had.
     A pipeline whose captioner is loaded or is not BLIP-2 (set by the caller), or that has no
     captioner at all (it handles "auto" itself), needs no check."""
-    from ..text.captioning import Blip2Captioner, check_captioner  # lazy: start-up speed
+    from ..text.captioning import Blip2Captioner  # lazy: start-up speed
 
     captioner = getattr(pipeline, "captioner", None)
     if not isinstance(captioner, Blip2Captioner) or captioner.is_loaded:
         return
     if captioner.failure is not None:
         raise captioner.failure
-    reason = check_captioner(captioner.model_id)
+    reason = captioner.check()  # remembered: the load that follows asks the hub no more
     if reason is not None:
         raise CaptionerUnavailableError.from_reason(reason)
 
@@ -233,15 +233,17 @@ class Runner:
 
     def record(self, name: PurePosixPath, item: io.InputItem, depth: np.ndarray,
                segmentation: np.ndarray | None, prompt: str | None, written: list[Path],
-               geometry: dict | None = None, temporal: dict | None = None, frame: tuple | None = None) -> None:
+               geometry: dict | None = None, temporal: dict | None = None, frame: tuple | None = None,
+               raw_depth: np.ndarray | None = None) -> None:
         """One image's or frame's final result: to the sink, and kept when the job keeps results.
-        `frame`: (index, time) of a video frame."""
+        `frame`: (index, time) of a video frame; `raw_depth`: its own prediction before alignment."""
         index, seconds = frame if frame is not None else (None, None)
         prediction = Prediction(
             name=str(name), source=item.path, status="done", depth=depth,
             segmentation=segmentation, prompt=prompt, outputs=written,
             ensemble=self.summary.ensemble, geometry=geometry, temporal=temporal,
             video=str(item.name) if frame is not None else None, frame_index=index, time=seconds,
+            raw_depth=raw_depth,
         )
         self.sink.add(prediction)
         if self.options.keep_results:

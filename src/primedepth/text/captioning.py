@@ -129,14 +129,24 @@ def _ask_hub(repo_id: str, timeout_s: float) -> str | None:
 
     One request with a timeout, in a daemon thread joined for at most `timeout_s`, so that
     neither a hanging DNS lookup nor a server that accepts and never answers holds the caller.
+    The request is the hub's model-info call made with the standard library, not through
+    huggingface_hub, whose client retries a timed-out request: the abandoned thread would then
+    knock again after the caller has been told the hub is unreachable.
     """
-    from huggingface_hub import HfApi
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants, get_token
 
     result: dict[str, BaseException | bool] = {}
+    url = f"{constants.ENDPOINT.rstrip('/')}/api/models/{urllib.parse.quote(repo_id, safe='/')}"
+    token = get_token()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
 
     def ask() -> None:
         try:
-            HfApi().model_info(repo_id, timeout=timeout_s)
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - the hub's URL
+                response.read(1)
             result["ok"] = True
         except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
             result["error"] = error
@@ -235,6 +245,7 @@ class Blip2Captioner:
         self._model: Any = None
         self._processor: Any = None
         self._failure: CaptionerUnavailableError | None = None
+        self._verdict: tuple[str | None] | None = None  # check()'s answer, once asked
 
     @property
     def is_loaded(self) -> bool:
@@ -256,16 +267,26 @@ class Blip2Captioner:
         """The error of a failed load: raised again at once by every later caption."""
         return self._failure
 
+    def check(self) -> str | None:
+        """None when the weights can be had (see `check_captioner`), else why not. Asked once per
+        captioner: a job that checks before its first image and the load that follows make one
+        hub request between them, not two."""
+        if self._verdict is None:
+            if self.local_files_only and not _is_local_path(self.model_id) \
+                    and cached_captioner_folder(self.model_id) is None:
+                reason = f"BLIP-2 '{self.model_id}' is not in the Hugging Face cache (local_files_only=True)"
+            else:
+                reason = check_captioner(self.model_id, self.probe_timeout_s)
+            self._verdict = (reason,)
+        return self._verdict[0]
+
     def _source(self) -> str:
         """Where to load from: a complete local copy, else the hub id once the hub answered.
         Raises CaptionerUnavailableError when neither is there (fast: one probe at most)."""
         folder = cached_captioner_folder(self.model_id)
         if folder is not None:
             return str(folder)
-        if self.local_files_only and not _is_local_path(self.model_id):
-            reason = f"BLIP-2 '{self.model_id}' is not in the Hugging Face cache (local_files_only=True)"
-        else:
-            reason = check_captioner(self.model_id, self.probe_timeout_s)
+        reason = self.check()
         if reason is not None:
             raise CaptionerUnavailableError.from_reason(reason)
         return self.model_id
