@@ -17,6 +17,8 @@ Bad locations raise `InputError` (exit status 2) with one line naming the locati
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import logging
 import re
@@ -51,6 +53,8 @@ PARQUET_JOB_RECORD = "_primedepth_job.json"
 WORKER_ERROR = re.compile(rf"^{re.escape(errors.__name__)}\.(\w+): (.+)$", re.MULTILINE)
 # Columns a Parquet input may have besides the image bytes.
 PARQUET_KEY_COLUMNS = ("path", "name", "kind")
+# How often the driver returns freed heap memory to the system during a job (`HeapTrimmer`).
+TRIM_INTERVAL_S = 10.0
 
 
 @dataclass
@@ -171,12 +175,40 @@ def _parquet_dataset(source: str, column: str) -> ray.data.Dataset:
     return dataset.select_columns([column, *(name for name in PARQUET_KEY_COLUMNS if name in names)])
 
 
+class HeapTrimmer:
+    """Hands the driver's freed heap back to the system every `interval_s` seconds.
+
+    Result blocks are decoded on Ray Data's prefetch threads; glibc keeps what they free in
+    per-thread arenas, and a long job's driver then grows by a few KiB per input although
+    nothing is live (measured: +37 MiB over 8,000 images, flat with this trim; see
+    benchmarks/ray_scale.py). `malloc_trim` is glibc's; elsewhere this does nothing.
+    """
+
+    def __init__(self, interval_s: float = TRIM_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.last = time.monotonic()
+        try:
+            self._trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            self._trim = None
+
+    def maybe_trim(self) -> bool:
+        """Trim if `interval_s` has passed since the last trim; whether it trimmed."""
+        if self._trim is None or time.monotonic() - self.last < self.interval_s:
+            return False
+        self._trim(0)
+        self.last = time.monotonic()
+        return True
+
+
 def _tally(results: ray.data.Dataset, summary: JobSummary, fail_fast: bool) -> int:
     """Count the result rows into the summary as they stream in (the driver keeps counts and
     failures only); stop early with `fail_fast`. Returns how many rows came back."""
     rows = 0
+    trimmer = HeapTrimmer()
     try:
         for batch in results.iter_batches(batch_format="numpy", batch_size=None):
+            trimmer.maybe_trim()
             for row in batch_rows(batch):
                 rows += 1
                 count_row(row, summary)
