@@ -34,7 +34,10 @@ Rows: "per-frame" normalises each frame on its own min/max (what frames got befo
 fit to truth" fits each frame to its true disparity: the floor of any per-frame scale and shift;
 "none" keeps the raw predictions under one range; "align" and "flow" fit each frame to the previous
 4 frames (same pixel / optical flow); "global" (the default) solves all frames jointly
-(`primedepth.video.coalign`); "global + tracked pairs" adds pairs along optical flow to the solve.
+(`primedepth.video.coalign`, pairs along optical flow corrected for the approach, and same-pixel
+pairs on still pixels) and then filters the aligned depth over time (`primedepth.video.temporal_filter`,
+4 frames each side); "global, no filter" is the same without the filter (exact scale and shift per
+frame); "global, same-pixel pairs, no filter" is the earlier solve (same-pixel pairs only).
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ from primedepth.video.synthetic import HARD_CLIPS, model_like_predictions, movin
 # (row label, mode: None per-frame normalisation, "truth" per-frame fit to the truth; `stabilize` arguments)
 METHODS = (("per-frame", None, {}), ("per-frame fit to truth", "truth", {}), ("none", "none", {}),
            ("align", "align", {}), ("flow", "flow", {}), ("global", "global", {}),
-           ("global + tracked pairs", "global", {"flow_fit": True}))
+           ("global, no filter", "global", {"filter_radius": 0}),
+           ("global, same-pixel pairs, no filter", "global", {"flow_fit": False, "filter_radius": 0}))
 
 
 def _frames(method: str | None, predictions: np.ndarray, frames: np.ndarray | None, depth: np.ndarray | None,
@@ -166,8 +170,8 @@ def _run_mode(mode: str, predictions: np.ndarray, frames: np.ndarray) -> None:
         for depth, frame in zip(predictions, frames):
             aligner.observe(depth, frame)
         aligner.clip_range()
-        for depth, frame in zip(predictions, frames):
-            aligner.apply(depth, frame)
+        for _ in aligner.apply_stream(zip(predictions, frames)):
+            pass
         return
     gather, values = Stabilizer("align" if mode != "none" else "none", smoothing=0.0), ClipRange()
     for depth, frame in zip(predictions, frames):

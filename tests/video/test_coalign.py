@@ -68,21 +68,19 @@ def scored(request):
 
 def test_accuracy_beats_per_frame_and_stays_near_the_per_frame_fit(scored):
     # never worse than per-frame normalisation, within the bound of the per-frame fit to the truth
-    assert scored["abs_rel"] <= scored["per_frame_abs_rel"] + 5e-4
+    assert scored["abs_rel"] < scored["per_frame_abs_rel"]
     assert scored["abs_rel"] <= scored["oracle_abs_rel"] + 0.01
     if scored["name"] != "moving object":  # there per-frame normalisation is itself at the floor
         assert scored["abs_rel"] <= scored["per_frame_abs_rel"] - 0.02
 
 
-def test_16bit_flicker_reaches_the_per_frame_floor_and_display_cuts_it_3x(scored):
-    # the exact aligned frames flicker no more than the best per-frame scale and shift allows ...
-    assert scored["flicker"] <= 1.3 * scored["floor_flicker"]
-    # ... which is >= 3x below per-frame normalisation where that one jumps (occluder, cut)
-    if scored["name"] in ("occluder", "hard cut"):
-        assert scored["per_frame_flicker"] >= 3 * scored["flicker"]
-    else:
-        assert scored["per_frame_flicker"] > scored["flicker"]
-    assert scored["per_frame_flicker"] >= 3 * scored["display_flicker"]
+def test_16bit_flicker_is_cut_3x_on_every_clip_and_below_any_per_frame_fit(scored):
+    # the bound, on the exact 16-bit data of every clip type (the temporal filter changes
+    # values, so it goes below the floor of any per-frame scale and shift) ...
+    assert scored["per_frame_flicker"] >= 3 * scored["flicker"]
+    assert scored["flicker"] < scored["floor_flicker"]
+    # ... and the display copies (a running average of the filtered frames) add none to speak of
+    assert scored["display_flicker"] <= 1.15 * scored["flicker"]
 
 
 def test_a_cut_resets_the_alignment():

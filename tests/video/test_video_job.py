@@ -16,6 +16,7 @@ from primedepth import cli, io
 from primedepth.io.video import read_video
 from primedepth.video.correspondence import resolve_temporal
 from primedepth.jobs import JOB_RECORD, JobOptions, collect_items, predict, run_job, write_job_record
+from primedepth.video.synthetic import static_camera_clip
 
 from .helpers import SIZE, clip_frames, corrupt_packet, write_video
 
@@ -207,3 +208,55 @@ def test_cli_video_options_reach_the_job(clip, tmp_path, monkeypatch, capsys):
     assert record["temporal"] == "global"  # the default: global co-alignment
     assert cli.main(["predict", str(clip), "-o", str(out), "--temporal-smoothing", "1.5"]) == 2
     assert "smoothing must be in [0, 1)" in capsys.readouterr().err
+    assert cli.main(["predict", str(clip), "-o", str(out), "--temporal-filter", "-1"]) == 2
+    assert "filter radius must be a whole number >= 0" in capsys.readouterr().err
+    assert cli.main(["predict", str(clip), "-o", str(out / "unfiltered"), "--outputs", "png16",
+                     "--temporal-filter", "0"]) == 0
+    record = json.loads((out / "unfiltered" / JOB_RECORD).read_text())[-1]["videos"][0]
+    assert (record["temporal"], record["temporal_filter"]) == ("global", 0)
+
+
+def test_filtered_frames_say_so_and_keep_the_raw_prediction(tmp_path):
+    """The default global mode filters the aligned depth over time: the PNGs say the raw value is
+    no longer exactly (value - shift) / scale, the .npy and `Prediction.raw_depth` keep it."""
+    still = write_video(tmp_path / "still.mp4", static_camera_clip(frames=8, size=SIZE).frames)
+    out = tmp_path / "out"
+    summary = _run(still, out, FakePipeline(), outputs=("png16", "npy"))
+    assert summary.ok
+    texts = [Image.open(out / f"still_frames/{i:06d}_depth.png").text for i in range(8)]
+    assert {text["temporal_filter"] for text in texts} == {"radius 4"}
+    assert all("not exactly" in text["raw_decode"] for text in texts)
+    record = json.loads((out / JOB_RECORD).read_text())[-1]["videos"][0]
+    assert record["temporal_filter"] == 4
+    results = predict(still, model=FakePipeline())
+    frames = {f.index: f.image for f in read_video(still)}
+    for result in results:
+        raw = frames[result.frame_index].astype(np.float32).mean(-1) / 255 + 0.1  # what FakePipeline predicts
+        np.testing.assert_allclose(result.raw_depth, raw, rtol=1e-6)
+        assert result.temporal["temporal_filter"] == 4 and result.temporal["filter_neighbours"] > 1
+        affine = result.temporal["scale"] * result.raw_depth + result.temporal["shift"]
+        assert 0 < np.abs(result.depth - affine).max() < 0.05 * np.ptp(affine)  # filtered: a small change
+        np.testing.assert_allclose(np.load(out / f"{result.name}_depth.npy"), result.raw_depth, rtol=1e-6)
+    aligned = predict(still, model=FakePipeline(), temporal="align", temporal_smoothing=0.0)
+    assert all(r.temporal["temporal_filter"] == 0 and r.raw_depth is not None for r in aligned)
+    for result in predict(still, model=FakePipeline(), temporal_filter=0):  # global, filter off: exact again
+        assert result.temporal["temporal_filter"] == 0
+        np.testing.assert_allclose(result.depth, result.temporal["scale"] * result.raw_depth + result.temporal["shift"],
+                                   rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_frame_labels_reach_every_result_path(clip, stream):
+    """Segmentation of video frames, kept between the passes on disk (not in memory): streamed and
+    listed results both carry every frame's labels, the same ones."""
+    from primedepth.testing import tiny_pipeline
+
+    pipeline = tiny_pipeline()
+    results = list(predict(clip, model=pipeline, segmentation=True, prompt="", stream=stream))
+    assert [r.frame_index for r in results] == list(range(6))
+    for result in results:
+        assert result.segmentation is not None and result.segmentation.shape[-2:] == result.depth.shape
+    if stream:
+        listed = predict(clip, model=pipeline, segmentation=True, prompt="")
+        for a, b in zip(results, listed):
+            np.testing.assert_array_equal(a.segmentation, b.segmentation)

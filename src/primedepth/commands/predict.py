@@ -179,6 +179,7 @@ def _add_video_options(group: argparse._ArgumentGroup) -> None:
         DEFAULT_WINDOW,
         TEMPORAL_MODES,
     )
+    from ..video.temporal_filter import DEFAULT_RADIUS  # light: numpy only
 
     group.add_argument("--temporal", choices=TEMPORAL_MODES, default=None,
                        help="align each frame's depth to the clip by a scale and shift and normalise the clip "
@@ -188,10 +189,15 @@ def _add_video_options(group: argparse._ArgumentGroup) -> None:
                        "--temporal-window frames (optical flow / same pixel); 'none' treats frames on their own")
     group.add_argument("--temporal-window", type=int, default=DEFAULT_WINDOW, metavar="N",
                        help=f"previous frames each frame is aligned to by 'align' and 'flow' (default: {DEFAULT_WINDOW})")
+    group.add_argument("--temporal-filter", type=int, default=DEFAULT_RADIUS, metavar="N",
+                       help="'global' only: average the aligned depth over N frames before and N after, along "
+                       "verified correspondences where the depth agrees (removes per-frame error no scale and "
+                       f"shift can; the 16-bit PNGs then hold filtered values); 0 = off (default: {DEFAULT_RADIUS})")
     group.add_argument("--temporal-smoothing", type=float, default=DEFAULT_SMOOTHING, metavar="S",
                        help="weight of the history in the colour frames and the depth video, 0 to <1: "
                        "averages out per-frame noise where the depth did not change; the 16-bit PNGs keep "
-                       f"each frame's exact aligned values (default: {DEFAULT_SMOOTHING})")
+                       "each frame's aligned values ('global' also filters them over time, 4 frames each side, "
+                       f"where the depth agrees; the .npy outputs keep the raw prediction) (default: {DEFAULT_SMOOTHING})")
 
 
 def _add_input_options(group: argparse._ArgumentGroup) -> None:
@@ -302,6 +308,7 @@ def _job_options(args: argparse.Namespace, outputs: tuple[str, ...]) -> Any:
         ensemble=args.ensemble_model or args.ensemble, model_name=args.model, geometry=geometry_options(args),
         prompt_embeds=read_prompt_embeds(args.prompt_embeds) if args.prompt_embeds else None,
         temporal=args.temporal, temporal_window=args.temporal_window, temporal_smoothing=args.temporal_smoothing,
+        temporal_filter=args.temporal_filter,
     )
 
 

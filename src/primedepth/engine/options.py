@@ -22,7 +22,8 @@ from ..errors import InputError
 from ..option_checks import check_common_options
 from ..geometry.outputs import GeometryOptions, check_geometry_request
 from ..io.outputs import DEFAULT_OUTPUTS
-from ..video.stabilizer import DEFAULT_SMOOTHING, DEFAULT_WINDOW, check_temporal
+from ..video.stabilizer import DEFAULT_SMOOTHING, DEFAULT_WINDOW, check_filter, check_temporal
+from ..video.temporal_filter import DEFAULT_RADIUS
 
 __all__ = ["JobOptions", "OUTPUT_KINDS", "JOB_KEYWORDS", "job_options", "takes_job_keywords",
            "check_common_options", "check_items"]
@@ -57,6 +58,7 @@ class JobOptions:
     temporal: str | None = None  # videos: "none", "align", "flow"; None: flow with OpenCV, else align
     temporal_window: int = DEFAULT_WINDOW  # videos: previous frames each frame is aligned to
     temporal_smoothing: float = DEFAULT_SMOOTHING  # videos: history weight of colour frames and video
+    temporal_filter: int = DEFAULT_RADIUS  # videos, "global": frames each side the aligned depth is filtered over (0: off)
 
     def __post_init__(self) -> None:
         self.outputs = tuple(self.outputs)
@@ -93,6 +95,7 @@ def _check_temporal_options(options: JobOptions) -> None:
     from ..video.correspondence import flow_available  # lazy: OpenCV probing
 
     check_temporal(options.temporal or "align", options.temporal_window, options.temporal_smoothing)
+    check_filter(options.temporal_filter)
     if options.temporal == "flow" and not flow_available():
         raise InputError("--temporal flow needs OpenCV: pip install 'primedepth[video]' "
                          "(opencv-python-headless), or use --temporal align")

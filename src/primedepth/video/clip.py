@@ -34,6 +34,8 @@ from .stabilizer import StabilizedFrame
 
 CLIP_STATE = "clip.json"
 RAW_DECODE = "raw = (decoded value - frame_shift) / frame_scale"
+RAW_DECODE_FILTERED = ("raw ~ (decoded value - frame_shift) / frame_scale, not exactly: the values were averaged "
+                       "with neighbouring frames (temporal_filter); the exact raw prediction is the frame's .npy output")
 
 
 def work_folder(output_dir: Path, name: PurePosixPath) -> Path:
@@ -42,13 +44,36 @@ def work_folder(output_dir: Path, name: PurePosixPath) -> Path:
 
 
 class RawStore:
-    """Raw per-frame predictions of one clip: in memory (no output folder), as the frames' ``.npy``
-    outputs, or in the hidden work folder. Segmentation labels stay in memory only when kept."""
+    """Raw per-frame predictions of one clip: in memory (no folder), as the frames' ``.npy``
+    outputs, or in the (hidden or private) work folder; segmentation labels that pass 2 hands on
+    are spooled beside them (``seg/``), so a clip of any length holds no frame in memory."""
 
     def __init__(self, folder: Path | None, npy_path: Callable[[int], Path] | None = None) -> None:
         self.folder, self.npy_path = folder, npy_path
         self.memory: dict[int, np.ndarray] = {}
-        self.segmentation: dict[int, np.ndarray] = {}
+        self.segmentation: dict[int, np.ndarray] = {}  # labels when there is no folder
+
+    def _labels_path(self, index: int) -> Path | None:
+        return None if self.folder is None else self.folder / "seg" / f"{index:06d}.npy"
+
+    def put_labels(self, index: int, labels: np.ndarray) -> None:
+        """Keep a frame's segmentation labels until pass 2 takes them (`pop_labels`)."""
+        path = self._labels_path(index)
+        if path is None:
+            self.segmentation[index] = labels
+        else:
+            save_npy_atomic(path, np.asarray(labels))
+
+    def pop_labels(self, index: int) -> np.ndarray | None:
+        """A frame's kept labels (None when none were kept), removed from the store."""
+        path = self._labels_path(index)
+        if path is None:
+            return self.segmentation.pop(index, None)
+        if not path.is_file():
+            return None
+        labels = np.load(path, allow_pickle=False)
+        path.unlink()
+        return labels
 
     def path(self, index: int) -> Path | None:
         if self.npy_path is not None:
@@ -94,15 +119,19 @@ class RawStore:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def frame_text(base: dict[str, str], frame: StabilizedFrame, mode: str, index: int) -> dict[str, str]:
-    """PNG text chunks shared by a frame's depth PNGs: how it was aligned and how to undo it."""
+def frame_text(base: dict[str, str], frame: StabilizedFrame, mode: str, index: int,
+               filter_radius: int = 0) -> dict[str, str]:
+    """PNG text chunks shared by a frame's depth PNGs: how it was aligned and how to undo it
+    (exactly, or -- when the temporal filter changed the values -- only approximately)."""
+    filtered = frame.filtered and filter_radius > 0
     return {
         **base,
         "temporal_mode": mode,
         "frame_index": str(index),
         "frame_scale": repr(frame.scale),
         "frame_shift": repr(frame.shift),
-        "raw_decode": RAW_DECODE,
+        "temporal_filter": f"radius {filter_radius}" if filtered else "none",
+        "raw_decode": RAW_DECODE_FILTERED if filtered else RAW_DECODE,
     }
 
 

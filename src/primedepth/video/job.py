@@ -8,8 +8,10 @@ The job engine (`primedepth.engine`) hands each video to a `VideoJob`:
 - pass 1 predicts the frames in batches and stores each raw prediction at once (`clip.RawStore`),
   the stabiliser running along (`passes.ClipPasses`): the global mode gathers the correspondence
   summaries and solves the whole clip when pass 1 ends, the window modes gather the clip's ranges;
-- pass 2 aligns the stored predictions again and writes the frame outputs and the depth video
-  with one normalisation for the clip (`clip.write_clip_frame`, `DepthVideoWriter`);
+- pass 2 aligns the stored predictions again (the global mode also filters them over time, a
+  window of frames held, so each frame is written a few frames after it is read) and writes the
+  frame outputs and the depth video with one normalisation for the clip (`clip.write_clip_frame`,
+  `DepthVideoWriter`); every frame's result carries its raw prediction (`Prediction.raw_depth`);
 - a frame that cannot be decoded is reported with its index and skipped (no outputs for it; the
   depth video keeps the previous frame on screen for its time), and the clip goes on.
 
@@ -53,7 +55,7 @@ class Runner(Protocol):
 
     def record(self, name: Any, item: Any, depth: np.ndarray, segmentation: np.ndarray | None, prompt: str | None,
                written: list[Path], geometry: dict | None = None, temporal: dict | None = None,
-               frame: tuple | None = None) -> None: ...
+               frame: tuple | None = None, raw_depth: np.ndarray | None = None) -> None: ...
 
 
 class VideoJob:
@@ -156,8 +158,8 @@ class VideoJob:
         options = self.options
         if segmentation is None:
             return []
-        if options.keep_results:
-            self.store.segmentation[index] = segmentation
+        if options.keep_results or options.output_dir is None:  # pass 2 hands them on (results, stream, sink)
+            self.store.put_labels(index, segmentation)
         if options.output_dir is None or "seg" not in options.frame_kinds:
             return []
         paths = io.output_paths(options.output_dir, io.frame_name(self.item.name, index), ("seg",))
@@ -175,7 +177,8 @@ class VideoJob:
     def stabilizer(self) -> ClipPasses:
         """The clip's stabilisation for both passes (`passes.ClipPasses`): pass 1 feeds it, the
         ranges come between the passes, pass 2 gets the aligned frames."""
-        return ClipPasses(self.mode, self.options.temporal_window, self.options.temporal_smoothing)
+        return ClipPasses(self.mode, self.options.temporal_window, self.options.temporal_smoothing,
+                          self.options.temporal_filter)
 
     # ------------------------------------------------------------------ one conditioning per clip
 
@@ -231,12 +234,10 @@ class VideoJob:
         """Align the stored predictions again and write the frame outputs and the depth video,
         all by the clip's one normalisation."""
         writer = self._video_writer()
-        stabilizer = self.passes
+        stored = ((frame, self.store.get(frame.index), frame.image) for frame in read_video(self.item.source)
+                  if frame.image is not None and frame.index in self.times)
         try:
-            for frame in read_video(self.item.source):
-                if frame.image is None or frame.index not in self.times:
-                    continue
-                result = stabilizer.second(self.store.get(frame.index), frame.image)
+            for frame, result in self.passes.stream(stored):
                 written = self._write_frame(frame.index, result)
                 if writer is not None:
                     writer.write(result.display, frame.time if writer.timed else None)
@@ -279,24 +280,28 @@ class VideoJob:
         if self.mode == "none":
             return written + io.write_outputs(paths, result.depth, None, options.colormap, options.overwrite,
                                               png_text=self.runner.png_text)
-        text = frame_text(self.runner.png_text, result, self.mode, index)
+        text = frame_text(self.runner.png_text, result, self.mode, index, self.passes.filter_radius)
         return written + write_clip_frame(paths, result, self.ranges, options.colormap, options.overwrite, text)
 
     def _record(self, index: int, result: StabilizedFrame, written: list[Path]) -> None:
         self.frames.append([index, self.times.get(index), result.scale, result.shift])
         temporal = {"mode": self.mode, "scale": result.scale, "shift": result.shift, "fitted": result.fitted,
+                    "temporal_filter": self.passes.filter_radius if result.filtered else 0,
+                    "filter_neighbours": result.neighbours,
                     **{f"clip_{key}": value for key, value in self.ranges.as_dict().items()}}
-        segmentation = self.store.segmentation.pop(index, None)
+        segmentation = self.store.pop_labels(index)
         self.runner.record(io.frame_name(self.item.name, index), self.item, result.depth, segmentation, self.prompt,
-                           written, temporal=temporal, frame=(index, self.times.get(index)))
+                           written, temporal=temporal, frame=(index, self.times.get(index)), raw_depth=result.raw)
 
     # ------------------------------------------------------------------ the end
 
     def listing(self) -> dict:
         """The clip's entry of the job record: settings, ranges, and per frame its index, time (s),
-        scale and shift (``raw = (aligned - shift) / scale``); frames that could not be decoded."""
+        scale and shift (``raw = (aligned - shift) / scale`` before the temporal filter, which
+        `temporal_filter` > 0 says was applied); frames that could not be decoded."""
         return {"video": str(self.item.name), "temporal": self.mode, "window": self.options.temporal_window,
-                "smoothing": self.options.temporal_smoothing, "prompt": self.prompt, "range": self.ranges.as_dict(),
+                "smoothing": self.options.temporal_smoothing, "temporal_filter": self.passes.filter_radius,
+                "prompt": self.prompt, "range": self.ranges.as_dict(),
                 "frames_fields": ["index", "time_s", "scale", "shift"], "frames": self.frames,
                 "undecodable": self.undecodable}
 

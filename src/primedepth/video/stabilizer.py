@@ -1,31 +1,38 @@
 """Temporal alignment of per-frame affine-invariant disparity: the window modes and the global mode.
 
 Each frame's prediction is mapped by its own scale and shift onto a common scale for the clip
-(``aligned = scale * raw + shift``, exactly, so the raw prediction stays recoverable):
+(``aligned = scale * raw + shift``):
 
 - "global" (`GlobalStabilizer`, the default): every frame's scale and shift solved jointly over
   the clip from pairwise correspondences, shot by shot (`coalign`); two passes, because the
-  solve needs the whole clip;
+  solve needs the whole clip. Pass 2 (`apply_stream`) then filters the aligned frames over time
+  (`temporal_filter`: a mean over `filter_radius` frames on each side along verified
+  correspondences), which removes per-frame error that no scale and shift can, so the values
+  change: raw = (depth - shift) / scale holds only approximately, and each frame carries its
+  raw prediction (`StabilizedFrame.raw`). `apply`, or ``filter_radius=0``, gives the exact affine frames;
 - "align" / "flow" (`Stabilizer`, streaming, one frame in, one frame out): a robust fit of each
   frame to the last `window` aligned frames on the same pixels where the colour did not change
   (`correspondence`, `fit`); the first frame sets the gauge (its 1st..99th percentiles become 0..1).
+  Exact: raw = (depth - shift) / scale.
 
 With `smoothing` > 0 a display copy is also made: a running average along the correspondences
 (weight `smoothing` on the history) wherever the history agrees with the new frame within the
 frame-to-frame noise (`AGREEMENT_SIGMAS`), so per-frame noise that no scale and shift can remove
 stops shimmering, while moving things and real changes are taken as they come. "flow" and
 "global" with OpenCV carry that history along optical flow, so moving pixels are averaged too;
-"align" averages pixels that stay put. The global mode restarts the average at every cut.
+"align" averages pixels that stay put. The global mode restarts the average at every cut, and
+averages the filtered frames.
 
 Memory: the window modes keep `window` maps at the working size plus, when smoothing, two
-full-size maps; the global mode keeps 64 working-size maps in pass 1 and a summary of about
-1.5 kB per frame between the passes, whatever the frame size (benchmarks/video_stability.py).
+full-size maps; the global mode keeps 64 working-size maps in pass 1, a summary of about
+1.5 kB per frame between the passes, whatever the frame size (benchmarks/video_stability.py),
+and `2 * filter_radius + 1` full-size frames in pass 2.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +42,7 @@ from .coalign import ClipSummary, Correspondences, Solution, solve
 from .correspondence import DEFAULT_FLOW, FlowEstimator, block_factor, block_mean, stable_pixels, to_gray, upsample_flow
 from .fit import first_frame_fit, robust_fit
 from .normalize import ClipRange, clip_range, normalize_to_range
+from .temporal_filter import DEFAULT_RADIUS, FilteredFrame, TemporalFilter
 
 TEMPORAL_MODES = ("none", "global", "align", "flow")
 STREAMING_MODES = ("none", "align", "flow")  # what `Stabilizer` does one frame at a time
@@ -50,15 +58,20 @@ AGREEMENT_SIGMAS = 8.0
 
 @dataclass
 class StabilizedFrame:
-    """One aligned frame: ``depth = scale * raw + shift`` exactly; `display` is its temporally
-    smoothed copy (the same array without smoothing); `fitted` is False when too few pixels were
-    trusted and the previous frame's scale and shift were kept."""
+    """One aligned frame: ``depth = scale * raw + shift`` exactly, unless `filtered` (then `depth`
+    is that, averaged with its neighbours by the temporal filter, and `raw` is the prediction
+    as given); `display` is its temporally smoothed copy (the same array without smoothing);
+    `fitted` is False when too few pixels were trusted and the previous frame's scale and shift
+    were kept; `neighbours`: how many neighbouring frames the filter blended per pixel (mean)."""
 
     depth: np.ndarray
     scale: float
     shift: float
     fitted: bool = True
     display: np.ndarray | None = None
+    raw: np.ndarray | None = None
+    filtered: bool = False
+    neighbours: float = 0.0
 
     def __post_init__(self) -> None:
         if self.display is None:
@@ -73,6 +86,12 @@ def check_temporal(mode: str, window: int, smoothing: float) -> None:
         raise InputError(f"temporal window must be a whole number >= 1, got {window!r}")
     if not 0.0 <= smoothing < 1.0:
         raise InputError(f"temporal smoothing must be in [0, 1), got {smoothing!r}")
+
+
+def check_filter(radius: int) -> None:
+    """Refuse a temporal filter radius that is not a whole number >= 0."""
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise InputError(f"temporal filter radius must be a whole number >= 0 (0: off), got {radius!r}")
 
 
 class Stabilizer:
@@ -194,9 +213,11 @@ class GlobalStabilizer:
     between the passes is the clip's summary (a few dozen numbers per frame), not the frames."""
 
     def __init__(self, smoothing: float = DEFAULT_SMOOTHING, flow: str = DEFAULT_FLOW, use_flow: bool | None = None,
-                 work_size: int = WORK_SIZE, flow_fit: bool = False) -> None:
+                 work_size: int = WORK_SIZE, flow_fit: bool = True, filter_radius: int = DEFAULT_RADIUS) -> None:
         check_temporal("global", 1, smoothing)
-        # flow_fit: also pairs along optical flow (measured worse: see `coalign`)
+        check_filter(filter_radius)
+        self.filter_radius = filter_radius  # the temporal filter of `apply_stream` (0: off)
+        # flow_fit: pairs along optical flow, corrected for the approach (see `coalign`); False: same pixel only
         self.correspondences = Correspondences(use_flow, flow_method=flow, tracked=flow_fit)
         self.flow = self.correspondences.flow  # the display average follows the flow too, when there is one
         self.smoothing, self.work_size = smoothing, work_size
@@ -234,8 +255,46 @@ class GlobalStabilizer:
         return ClipRange(float(aligned[:, 0].min()), float(aligned[:, 1].max()), float(aligned[:, 2].min()),
                          float(aligned[:, 3].max()))
 
+    def apply_stream(self, items: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> Iterator[StabilizedFrame]:
+        """Pass 2 with the temporal filter (`temporal_filter`): the (raw prediction, image) of every
+        observed frame in order in, the aligned and filtered frames in the same order out, each
+        once the `filter_radius` frames after it are in (a window of that many frames is held).
+        Without the filter (radius 0) the same as `apply` frame by frame."""
+        if self.filter_radius == 0:
+            for depth, frame in items:
+                yield self.apply(depth, frame)
+            return
+        solution = self.solution or self.solve()
+        window = TemporalFilter(self.filter_radius, self.flow)
+        waiting: dict[int, tuple[StabilizedFrame, np.ndarray | None]] = {}
+        starts = set(solution.segment_starts)
+        for depth, frame in items:
+            index = self.applied
+            result = self._align(depth)
+            waiting[index] = (result, frame)
+            for done in window.push(index, result.depth, frame, new_segment=index in starts):
+                yield self._filtered(waiting.pop(done.index), done)
+        for done in window.finish():
+            yield self._filtered(waiting.pop(done.index), done)
+
+    def _filtered(self, held: tuple[StabilizedFrame, np.ndarray | None], done: FilteredFrame) -> StabilizedFrame:
+        """A frame out of the filter, with its display copy (made in order, as `apply` makes it)."""
+        result, frame = held
+        result.depth, result.filtered, result.neighbours = done.depth, True, done.neighbours
+        result.display = self._display(done.index, result.depth, frame) if self.smoothing > 0 else result.depth
+        return result
+
     def apply(self, depth: np.ndarray, frame: np.ndarray | None = None) -> StabilizedFrame:
-        """Pass 2: the next frame, aligned by the solved scale and shift, and its display copy."""
+        """Pass 2 without the temporal filter: the next frame, aligned by the solved scale and
+        shift (exactly: raw = (depth - shift) / scale), and its display copy."""
+        index = self.applied
+        result = self._align(depth)
+        if self.smoothing > 0:
+            result.display = self._display(index, result.depth, frame)
+        return result
+
+    def _align(self, depth: np.ndarray) -> StabilizedFrame:
+        """The next frame by its solved scale and shift (no display copy yet)."""
         solution = self.solution or self.solve()
         index = self.applied
         if index >= len(solution.scales):
@@ -244,8 +303,7 @@ class GlobalStabilizer:
         depth = np.asarray(depth, dtype=np.float32)
         scale, shift = float(solution.scales[index]), float(solution.shifts[index])
         aligned = np.asarray(np.float32(scale) * depth + np.float32(shift), dtype=np.float32)
-        display = self._display(index, aligned, frame) if self.smoothing > 0 else None
-        return StabilizedFrame(aligned, scale, shift, bool(solution.fitted[index]), display)
+        return StabilizedFrame(aligned, scale, shift, bool(solution.fitted[index]), raw=depth)
 
     def _display(self, index: int, aligned: np.ndarray, frame: np.ndarray | None) -> np.ndarray:
         """The running average along the correspondences, started afresh at every cut."""
@@ -285,27 +343,34 @@ class Stabilization:
 
 def stabilize(depths: Sequence[np.ndarray] | np.ndarray, frames: Sequence[np.ndarray] | np.ndarray | None = None,
               mode: str = "global", window: int = DEFAULT_WINDOW, smoothing: float = DEFAULT_SMOOTHING,
-              flow: str = DEFAULT_FLOW, flow_fit: bool = False, use_flow: bool | None = None) -> Stabilization:
+              flow: str = DEFAULT_FLOW, flow_fit: bool | None = None, use_flow: bool | None = None,
+              filter_radius: int = DEFAULT_RADIUS) -> Stabilization:
     """Align the per-frame predictions of any affine-invariant disparity model (PrimeDepth, Depth
     Anything, ...) across a clip, and give its clip-wide normalisation.
 
     `depths`: (H, W) inverse depth per frame (larger = closer); `frames`: the (H, W, 3) images,
     which "flow" needs and "align" uses to leave out pixels that changed. Mode "none" keeps
     the predictions as they are. `window`: how many previous frames each frame is fitted to;
-    `smoothing`: weight of the history in the display copy (0: none). Returns the aligned frames
-    (``aligned = scale * raw + shift``), their display copies, and the clip's ranges.
+    `smoothing`: weight of the history in the display copy (0: none); `flow_fit`: the global
+    mode's pairs along optical flow, corrected for the approach (default on; off: same pixel
+    only), the window modes' fit on flow-warped references (default off); `filter_radius`: the
+    global mode's temporal filter of the aligned frames, neighbours on each side (0: off, and
+    then ``aligned = scale * raw + shift`` exactly). Returns the aligned frames, their display
+    copies, each frame's scale and shift, and the clip's ranges.
     """
     if frames is not None and len(frames) != len(depths):
         raise InputError(f"got {len(frames)} frames for {len(depths)} depth maps")
     check_temporal(mode, window, smoothing)
     if mode == "global":
-        aligner = GlobalStabilizer(smoothing, flow, use_flow=use_flow if frames is not None else False, flow_fit=flow_fit)
+        aligner = GlobalStabilizer(smoothing, flow, use_flow=use_flow if frames is not None else False,
+                                   flow_fit=flow_fit is not False, filter_radius=filter_radius)
         for index, depth in enumerate(depths):
             aligner.observe(depth, None if frames is None else frames[index])
         aligner.solve()
-        results = [aligner.apply(depth, None if frames is None else frames[index]) for index, depth in enumerate(depths)]
+        results = list(aligner.apply_stream((depth, None if frames is None else frames[index])
+                                            for index, depth in enumerate(depths)))
     else:
-        stabilizer = Stabilizer(mode, window, smoothing, flow, flow_fit=flow_fit)
+        stabilizer = Stabilizer(mode, window, smoothing, flow, flow_fit=bool(flow_fit))
         results = [stabilizer.push(depth, None if frames is None else frames[index]) for index, depth in enumerate(depths)]
     aligned = [result.depth for result in results]
     return Stabilization(
