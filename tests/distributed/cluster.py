@@ -30,6 +30,9 @@ CLUSTER_ENV = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_th
 ACTOR_TITLE = "DepthPredictor"
 # Logical CPUs per node: an actor holds one, Ray Data's small tasks (listing, re-blocking) the other.
 CPUS_PER_NODE = 2
+# Seconds the cluster's processes get to end on SIGTERM before SIGKILL (a test cluster keeps
+# nothing worth a clean shutdown).
+STOP_GRACE_S = 3
 
 
 def free_port() -> int:
@@ -133,7 +136,7 @@ class TwoNodeCluster:
                 process.terminate()
             except psutil.Error:
                 pass
-        _, alive = psutil.wait_procs(processes, timeout=10)
+        _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_S)
         for process in alive:
             try:
                 process.kill()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,10 +27,11 @@ pq = require_extra("pyarrow.parquet", "ray")
 
 from primedepth import cli, io  # noqa: E402
 from primedepth.distributed import ERRORS_FILE, read_depth, run_ray_job  # noqa: E402
+from primedepth.distributed.parquet import CHUNK_ROWS, clip_part_name, read_raw_depth  # noqa: E402
 from primedepth.jobs import JobOptions  # noqa: E402
 
 from .doubles import crash_job  # noqa: E402
-from .helpers import BAD, GOOD, assert_same_depth, files_below, make_photos  # noqa: E402
+from .helpers import BAD, GOOD, assert_same_depth, files_below, make_photos, make_video  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -133,10 +135,9 @@ def test_a_killed_actor_is_replaced_and_every_output_is_written_once(photos, tin
         assert_same_depth(np.load(out / f"{name}_depth.npy"), np.load(local_reference / f"{name}_depth.npy"))
 
 
-def _parquet_of_images(photos: Path, path: Path) -> Path:
+def _parquet_of_media(photos: Path, clip: Path, path: Path) -> Path:
     table = {"path": [], "image": []}
-    for name in [*GOOD_NAMES, *(Path(bad).stem for bad in BAD)]:
-        source = next(photos.glob(f"{name}.*"))
+    for source in [*(next(photos.glob(f"{name}.*")) for name in [*GOOD_NAMES, *(Path(bad).stem for bad in BAD)]), clip]:
         table["path"].append(f"shots/{source.name}")
         table["image"].append(source.read_bytes())
     pq.write_table(pa.table(table), path)
@@ -151,26 +152,51 @@ def _parquet_args(source: str, out: str, model: Path) -> tuple[argparse.Namespac
 
 
 def test_parquet_in_parquet_out_through_object_storage_uris(photos, tiny_model, local_reference, tmp_path):
-    """Encoded images in a Parquet file -> depth rows in a Parquet dataset, both by file:// URI
-    (the object-storage code path: staged locally, then copied up), then a resumed run."""
-    source = _parquet_of_images(photos, tmp_path / "images.parquet")
+    """Encoded images and a video longer than a Parquet chunk in a Parquet file -> depth rows in
+    a Parquet dataset, both by file:// URI (the object-storage code path: staged locally, then
+    copied up), then a resumed run; every reader takes the dataset folder whole."""
+    frames = CHUNK_ROWS + 2
+    source = _parquet_of_media(photos, make_video(tmp_path / "long.mp4", frames), tmp_path / "media.parquet")
     out = tmp_path / "depth"
     args, options = _parquet_args(f"file://{source}", f"file://{out}", tiny_model)
     summary = run_ray_job(None, args, options)
-    assert (summary.done, summary.skipped, summary.failed) == (GOOD, 0, 2)
+    assert (summary.done, summary.skipped, summary.failed, summary.images) == (GOOD + 1, 0, 2, GOOD + frames)
     table = pq.read_table(out).to_pylist()
-    assert sorted(row["name"] for row in table) == sorted(f"shots/{name}" for name in GOOD_NAMES)
-    for row in table:
+    images = [row for row in table if row["video"] is None]
+    assert sorted(row["name"] for row in images) == sorted(f"shots/{name}" for name in GOOD_NAMES)
+    for row in images:
         expected = np.load(local_reference / f"{Path(row['name']).name}_depth.npy")
         assert_same_depth(read_depth(row), expected)
-        assert row["video"] is None and row["source"].endswith(".png")
+        assert row["source"].endswith(".png") and read_raw_depth(row) is None
+    # The video: its frames in two numbered parts (a chunk of rows, then the rest), every row
+    # with its index, time, scale, shift and raw prediction.
+    clip_rows = sorted((row for row in table if row["video"] == "shots/long"), key=lambda row: row["frame"])
+    assert [row["frame"] for row in clip_rows] == list(range(frames)) and len(table) == GOOD + frames
+    assert {clip_part_name("shots/long", 0), clip_part_name("shots/long", 1)} <= {p.name for p in out.iterdir()}
+    for row in clip_rows:
+        assert abs(row["time"] - row["frame"] / 8) < 1e-6 and row["frame_scale"] is not None
+        assert read_raw_depth(row).shape == (32, 48) and row["source"] == "shots/long.mp4"
     assert len((out / ERRORS_FILE).read_text().splitlines()) == 2
     again = run_ray_job(None, args, options)
-    assert (again.done, again.skipped, again.failed) == (0, GOOD, 2)
-    assert len(pq.read_table(out)) == GOOD  # nothing written twice
+    assert (again.done, again.skipped, again.failed) == (0, GOOD + 1, 2)
+    assert len(pq.read_table(out)) == GOOD + frames  # nothing written twice
     # Nothing but Parquet parts (and '_' files, which readers skip) in the dataset folder.
-    assert {p.name for p in out.iterdir() if not p.name.startswith("part-")} == {ERRORS_FILE, "_primedepth_job.json"}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(("part-", "_clip-"))} == {
+        ERRORS_FILE, "_primedepth_job.json"}
     pandas = require_extra("pandas", "ray")  # ray[data] installs it
-    assert len(pandas.read_parquet(out)) == GOOD
+    assert len(pandas.read_parquet(out)) == GOOD + frames
+    duckdb = require_extra("duckdb", "test")
+    counted = duckdb.sql(f"SELECT count(*), count(raw_depth), count(DISTINCT frame) "
+                         f"FROM read_parquet('{out}/*.parquet')").fetchall()
+    assert counted == [(GOOD + frames, frames, frames)]
     runs = json.loads((out / "_primedepth_job.json").read_text())
-    assert [(run["done"], run["skipped"]) for run in runs] == [(GOOD, 0)]  # a run that did nothing is not recorded
+    assert [(run["done"], run["skipped"]) for run in runs] == [(GOOD + 1, 0)]  # a run that did nothing is not recorded
+    # --overwrite starts the dataset anew: an earlier run's part under a name this run does not
+    # write (another batching) would otherwise add its rows a second time.
+    first_image_part = next(p for p in out.iterdir() if p.name.startswith("part-") and "long" not in p.name)
+    shutil.copyfile(first_image_part, out / "part-0000000000000000earlier.parquet")
+    assert len(pq.read_table(out)) > GOOD + frames
+    redone = run_ray_job(None, args, replace(options, overwrite=True))
+    assert (redone.done, redone.skipped) == (GOOD + 1, 0)
+    assert len(pq.read_table(out)) == GOOD + frames
+    assert not (out / "part-0000000000000000earlier.parquet").exists()

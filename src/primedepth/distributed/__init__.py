@@ -33,6 +33,7 @@ _LAZY = {
     "DepthPredictor": "actor",
     "WorkerSpec": "actor",
     "read_depth": "parquet",
+    "read_raw_depth": "parquet",
     "read_labels": "parquet",
 }
 

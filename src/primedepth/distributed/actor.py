@@ -8,6 +8,12 @@ reports one row per input: done, skipped or failed with the reason. A batch that
 after the actor died redoes only what is missing: every file appears whole, once. Whether an
 input is finished is decided here, per batch (one existence request to an object store), not
 on the driver.
+
+With ``--outputs parquet`` the engine streams its results into a `parquet.ParquetSink`, nothing
+is kept in memory beyond a chunk of rows: a video of any length becomes numbered parts of at most
+`WorkerSpec.chunk_rows` frames, then its marker. A clip cut short (the actor died) has no marker
+and runs again whole: its parts get the same names and replace the earlier ones, and parts past
+its new end are removed before the marker; a clip that fails leaves no rows.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from .. import io
 from ..errors import first_line
 from ..jobs import JobOptions, JobSummary, run_job
 from ..loading import load_pipeline, quiet_library_progress
-from .parquet import finished_names, prediction_record, write_part
+from .parquet import CHUNK_ROWS, ParquetSink, clip_mark_name, finished_names, prediction_record, remove_clip_parts
 from .resume import destination_clips, finished_flags
 from .rows import DEFAULT_INPUT_COLUMN, RESULT_COLUMNS, Row, batch_rows, columns_of, decode_row, local_item, result_row
 from .storage import Destination, is_uri, local_folder
@@ -45,7 +51,8 @@ class WorkerSpec:
     """What every actor needs (picklable): the model, the job's options and where outputs go.
 
     `destination` None keeps results in the returned rows; `parquet` writes Parquet parts
-    instead of files (each actor reads the names the Parquet output has already, once).
+    instead of files (each actor reads the names the Parquet output has already, once), of at
+    most `chunk_rows` rows each.
     """
 
     model: str
@@ -58,6 +65,7 @@ class WorkerSpec:
     input_column: str = DEFAULT_INPUT_COLUMN
     root: str | None = None
     threads: int | None = None
+    chunk_rows: int = CHUNK_ROWS
 
 
 class DepthPredictor:
@@ -68,10 +76,10 @@ class DepthPredictor:
             torch.set_num_threads(spec.threads)
         quiet_library_progress()  # an actor has no terminal; Ray's bars and the summary report
         self.spec = spec
-        # Per-actor options: results kept only where rows carry them; no bars, no early stop.
+        # Per-actor options: results kept only where rows carry them (Parquet streams through
+        # its sink); no bars, no early stop.
         self.options = replace(spec.options, output_dir=None if spec.parquet else local_folder(spec.destination),
-                               keep_results=spec.parquet or spec.destination is None,
-                               progress=False, fail_fast=False)
+                               keep_results=spec.destination is None, progress=False, fail_fast=False)
         self._pipeline: Any = None
         self._finished: frozenset[str] | None = None
         self._clips: dict[str, frozenset[str]] | None = None
@@ -135,9 +143,10 @@ class DepthPredictor:
                 results.append(result_row(row, "failed", first_line(str(error))))
         return results, work
 
-    def _run(self, group: Work, options: JobOptions) -> tuple[JobSummary, dict[str, str]]:
-        """The local engine on a group of items; its failures by item label."""
-        summary = run_job([item for _, item in group], self.pipeline, options)
+    def _run(self, group: Work, options: JobOptions,
+             sink: ParquetSink | None = None) -> tuple[JobSummary, dict[str, str]]:
+        """The local engine on a group of items (into `sink` when given); its failures by item label."""
+        summary = run_job([item for _, item in group], self.pipeline, options, sink)
         return summary, dict(summary.failures)
 
     def _files(self, work: Work) -> list[dict[str, Any]]:
@@ -160,24 +169,37 @@ class DepthPredictor:
             for row, item in group:
                 reason = failures.get(item.label) or uploaded
                 images = summary.images if item.kind == "video" else 1
-                metadata = {**summary.metadata, VIDEOS_KEY: summary.videos} if summary.videos else summary.metadata
-                done = result_row(row, "done", images=images, metadata=metadata)
+                done = result_row(row, "done", images=images, metadata=_row_metadata(summary))
                 results.append(result_row(row, "failed", reason) if reason else done)
         return results
 
     def _parquet(self, work: Work) -> list[dict[str, Any]]:
-        """Predict into memory and write the batch as one Parquet part; report each row."""
-        results, records = [], []
+        """Stream each group's rows into Parquet parts (one sink per group: a clip's parts hold
+        its frames alone); report each row."""
+        results = []
         for group in _groups(work):
-            summary, failures = self._run(group, self.options)
-            for row, item in group:
-                if item.label in failures:
-                    results.append(result_row(row, "failed", failures[item.label]))
-                    continue
-                predicted = [p for p in summary.results if p.source == item.path and p.status == "done"]
-                records += [prediction_record(p, item, row.source) for p in predicted]
-                results.append(result_row(row, "done", images=len(predicted), metadata=summary.metadata))
-        write_part(self.spec.destination, records, self.options.segmentation)
+            results += self._parquet_group(group)
+        return results
+
+    def _parquet_group(self, group: Work) -> list[dict[str, Any]]:
+        """One group through a `ParquetSink` of its own; a failed clip's parts are removed."""
+        destination = self.spec.destination
+        videos = [str(item.name) for _, item in group if item.kind == "video"]
+        if self.options.overwrite:  # recomputed: not finished until its new rows are all there
+            for video in videos:
+                destination.remove(clip_mark_name(video))
+        sink = ParquetSink(destination, self.options.segmentation, self.spec.chunk_rows,
+                           sources={str(item.path): row.source for row, item in group})
+        summary, failures = self._run(group, _sink_options(self.options, group), sink)
+        results = []
+        for row, item in group:
+            if item.label in failures:
+                if item.kind == "video":  # no rows of a clip that did not finish
+                    remove_clip_parts(destination, str(item.name))
+                results.append(result_row(row, "failed", failures[item.label]))
+                continue
+            images = summary.frames if item.kind == "video" else 1
+            results.append(result_row(row, "done", images=images, metadata=_row_metadata(summary)))
         return results
 
     def _in_memory(self, work: Work) -> list[dict[str, Any]]:
@@ -201,6 +223,17 @@ def _groups(work: Work) -> list[Work]:
     """Images together (the engine batches them by size), each video on its own."""
     images = [pair for pair in work if pair[1].kind != "video"]
     return ([images] if images else []) + [[pair] for pair in work if pair[1].kind == "video"]
+
+
+def _sink_options(options: JobOptions, group: Work) -> JobOptions:
+    """The options of a group streamed into a sink: nothing kept in memory (a video's frame
+    labels are spooled to disk between its passes by `primedepth.video.job`)."""
+    return replace(options, keep_results=False)
+
+
+def _row_metadata(summary: JobSummary) -> dict[str, Any]:
+    """What produced a group's outputs, with the clips it completed (the driver's job record)."""
+    return {**summary.metadata, VIDEOS_KEY: summary.videos} if summary.videos else summary.metadata
 
 
 def _empty_arrays(options: JobOptions) -> dict[str, Any]:

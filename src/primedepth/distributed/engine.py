@@ -41,6 +41,7 @@ from ..jobs import JobOptions, JobSummary, prepare_output_dir, write_job_record
 from .actor import VIDEOS_KEY, WorkerSpec
 from .dataset import PoolSpec, map_predictions, output_target, rows_per_batch, worker_spec
 from .listing import Listing, check_argument, input_rows, item_row
+from .parquet import clear_dataset
 from .rows import DEFAULT_INPUT_COLUMN, batch_rows
 from .storage import Destination, is_uri, local_folder, shown
 
@@ -76,6 +77,8 @@ def run_ray_job(items: Sequence[io.InputItem] | None, args: argparse.Namespace, 
     started = time.perf_counter()
     worker = _worker(args, options)
     inputs = _inputs(items, args, worker)
+    if worker.parquet and options.overwrite and worker.destination is not None:
+        clear_dataset(worker.destination)
     summary = JobSummary()
     pool = PoolSpec(actors=args.actors or 1, gpus_per_actor=args.gpus_per_actor)
     rows = 0
