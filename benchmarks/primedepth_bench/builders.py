@@ -31,12 +31,17 @@ from transformers import (
     Dinov2Config,
 )
 
+from primedepth.casting import drop_empty_fp32_warning
 from primedepth.convert import RELEASED_INFERENCE_CONFIG, component_configs
 from primedepth.convert.checkpoint import ComponentConfigs
 from primedepth.model import LabelHead, LatentNoise, PrimeDepthRefiner, latent_shape
 from primedepth.pipeline import PrimeDepthPipeline
 from primedepth.testing import tiny_official_config, tiny_text_encoder
 from primedepth.text import CONTEXT_LENGTH, text_encoder_config
+
+# Every model here is cast with `.to(dtype)`: drop diffusers' empty "kept in float32: []" warning
+# for the whole process, as the command line does.
+drop_empty_fp32_warning()
 
 SCALES = ("full", "tiny")
 DAV2_SIZE = 518  # Depth Anything V2's native input size

@@ -16,10 +16,15 @@ from typing import Any
 
 import torch
 
+from primedepth.casting import drop_empty_fp32_warning
 from primedepth.model.preimage import DecoderStep, add_step_noise, encode_latents, iter_decoder_steps, timestep_embedding
 from primedepth.pipeline import PrimeDepthPipeline
 
 from .builders import BenchInputs
+
+# Every model here is cast with `.to(dtype)`: drop diffusers' empty "kept in float32: []" warning
+# for the whole process, as the command line does.
+drop_empty_fp32_warning()
 
 # The per-stage bounds of tests/test_pipeline.py's half-precision test (tiny model, real
 # official fp32 outputs): about ten roundings of each dtype's significand.

@@ -118,3 +118,13 @@ def test_export_and_runtime_refuse_what_is_not_theirs(tmp_path, capsys):
     assert "not a model folder" in capsys.readouterr().err
     with pytest.raises(InputError, match="not an ONNX export"):
         load_onnx_pipeline(tmp_path)
+
+
+def test_export_never_replaces_its_own_model_folder(tmp_path, capsys):
+    """--overwrite into the model folder (or a folder holding it) would delete the model."""
+    model = save_tiny_model(tmp_path / "models" / "tiny")
+    before = sorted(p.relative_to(model) for p in model.rglob("*"))
+    for target in (model, model.parent):
+        assert cli_main(["export", "onnx", str(model), str(target), "--overwrite"]) == 2
+        assert "is (or contains) the model folder" in capsys.readouterr().err
+    assert sorted(p.relative_to(model) for p in model.rglob("*")) == before

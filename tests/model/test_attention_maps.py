@@ -131,3 +131,24 @@ def test_capture_never_materialises_n_by_n(head_dim):
     with LargestTensor() as tracker:
         attn(torch.randn(1, tokens, 2 * head_dim), attention_maps=AttentionMapSink(height, width))
     assert tracker.numel < tokens * tokens
+
+
+def _axis_by_torch_ops(size: int, grid: int = 8) -> torch.Tensor:
+    """The official steps along one axis applied to the identity (float64): the matrix reference."""
+    identity = torch.eye(size, dtype=torch.float64).view(size, 1, size, 1)
+    resized = F.interpolate(identity, size=(size + grid - size % grid, 1), mode="bilinear", align_corners=False)
+    kernel = max(1, size // grid)
+    pooled = F.avg_pool2d(resized, kernel_size=(kernel, 1), stride=(kernel, 1))
+    return F.interpolate(pooled, size=(grid, 1), mode="bilinear", align_corners=False).view(size, grid)
+
+
+def test_axis_pooling_by_index_arithmetic_equals_the_torch_ops():
+    """The pooling factors come from index arithmetic (so a dynamic-size export can compute them in
+    the graph); every side from 1 to 160 gives the torch ops' matrix to float64 rounding."""
+    from primedepth.model.attention_maps import _axis_pooling_matrix
+
+    for size in range(1, 161):
+        expected = _axis_by_torch_ops(size)
+        got = _axis_pooling_matrix(size, 8)
+        assert got.shape == expected.shape and got.dtype == torch.float64
+        assert (got - expected).abs().max().item() <= 1e-12, size

@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shape.add_argument("--size", default="512x512", metavar="HxW",
                        help="the graph's fixed input size, multiples of 8 (default 512x512); images are resized to it")
     shape.add_argument("--dynamic", action="store_true",
-                       help="free height and width: not supported (the attention maps' pooling kernel depends on "
-                       "the size); refused with the reason")
+                       help="free height and width: not supported (PyTorch's exporter fails on the graph's "
+                       "runtime shape assertions); refused with the reason")
     onnx.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     onnx.set_defaults(handler=run)
 

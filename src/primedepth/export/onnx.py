@@ -37,7 +37,7 @@ from ..io.atomic import atomic_directory
 from ..model.attention_maps import preferring_self_capture
 from ..model.forward import LatentNoise, forward
 
-__all__ = ["EXPORT_MANIFEST", "GRAPH_FILE", "OPSET", "ExportManifest", "DepthPathModule", "export_onnx", "parse_size", "require_onnx"]
+__all__ = ["EXPORT_MANIFEST", "GRAPH_FILE", "OPSET", "ExportManifest", "DepthPathModule", "export_onnx", "parse_size", "require_onnx", "write_graph"]
 
 GRAPH_FILE = "primedepth_depth.onnx"
 EXPORT_MANIFEST = "onnx_export.json"
@@ -164,6 +164,25 @@ def _trace(module: DepthPathModule, inputs: tuple[torch.Tensor, ...], path: Path
     program.save(str(path), external_data=True)
 
 
+def write_graph(pipeline: Any, path: Path, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> Path:
+    """Trace the depth path of a loaded `pipeline` at `size` (height, width) into the graph `path`
+    (+ its external weights); no configs or manifest: `export_onnx` writes the deployable folder,
+    this is what measurements and checks of the graph alone need."""
+    height, width = size
+    module = DepthPathModule(pipeline).eval()
+    _trace(module, example_inputs(pipeline, height, width, dtype), Path(path))
+    return Path(path)
+
+
+def _check_distinct(model_dir: Path, output_dir: Path) -> None:
+    """Refuse an output folder that is the model folder or holds it: replacing it (--overwrite)
+    would delete the model being exported."""
+    model, output = model_dir.expanduser().resolve(), output_dir.expanduser().resolve()
+    if output == model or output in model.parents:
+        raise InputError(f"the output folder {output_dir} is (or contains) the model folder {model_dir}; "
+                         "export into a new folder")
+
+
 def export_onnx(
     model: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -174,21 +193,27 @@ def export_onnx(
 ) -> Path:
     """Export the depth path of the model folder `model` into `output_dir` (written atomically).
 
-    `size`: the (height, width) the graph runs at (None, dynamic height and width, is refused:
-    the key-grid pooling's kernel size depends on the size).
+    `size`: the (height, width) the graph runs at. None (dynamic height and width) is refused:
+    tried on the tiny model with torch 2.13 (height and width `torch.export.Dim` multiples of 64,
+    the key-grid pooling factors computed from index arithmetic so they trace symbolically),
+    torch.export traces the model but fails while inserting its deferred runtime assertions
+    (`int_truediv` of two size symbols: "symbolically traced variables cannot be used as inputs
+    to control flow"); an example input of 64 px also specializes that side to 64.
     `dtype`: "fp32" or "fp16" (the weights and the graph's float inputs). `pipeline`: an already
     loaded pipeline of `model` (tests), otherwise it is loaded on the CPU.
     """
     if size is None:
         raise InputError(
-            "a dynamic-size ONNX export is not supported: the self-attention maps pool each image over an "
-            "8x8 key grid whose pooling kernel is (side // 8), a fixed attribute of an ONNX graph; export one "
-            "graph per size with --size HxW instead")
+            "a dynamic-size ONNX export is not supported: with height and width free (multiples of 64), "
+            "PyTorch 2.13's exporter traces the depth path but fails on its own "
+            "runtime shape assertions (a symbolic integer division of sizes); export one graph per size "
+            "with --size HxW instead")
     require_onnx("onnx", "onnxscript")
     torch_dtype = parse_dtype(dtype)
     if torch_dtype not in (torch.float32, torch.float16):
         raise InputError(f"--dtype for an ONNX export is fp32 or fp16; got {dtype}")
     model_dir = Path(model)
+    _check_distinct(model_dir, Path(output_dir))
     if pipeline is None:
         if not (model_dir / "model_index.json").is_file():
             raise InputError(f"{model_dir} is not a model folder (no model_index.json); convert a checkpoint first "
@@ -200,10 +225,8 @@ def export_onnx(
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             raise PrimeDepthError(f"cannot load the model '{model_dir}': {error}") from None
     height, width = size
-    module = DepthPathModule(pipeline).eval()
-    inputs = example_inputs(pipeline, height, width, torch_dtype)
     with atomic_directory(Path(output_dir), overwrite=overwrite) as staging:
-        _trace(module, inputs, staging / GRAPH_FILE)
+        write_graph(pipeline, staging / GRAPH_FILE, size, torch_dtype)
         shutil.copy2(model_dir / "model_index.json", staging / "model_index.json")
         _copy_folders(model_dir, staging, CONFIG_FOLDERS, configs_only=True)
         text = _copy_folders(model_dir, staging, TEXT_FOLDERS, configs_only=False)

@@ -21,7 +21,8 @@ Two interchangeable self-attention capture kernels compute the output and the po
   alive; the block size comes from a memory budget (`capture_block_shape`).
 A GPU kernel (e.g. Triton: the pooled maps accumulated beside the flash-attention output) slots
 in as one more entry with the same signature; `default_self_capture` says which runs where,
-from the benchmark's measurement (chunked for bf16/fp16 on the CPU, else the padded SDPA).
+from the benchmark's measurement (the padded SDPA everywhere: the chunked kernel is 16% faster in
+bf16 on an idle CPU but 40-80% slower on a shared one).
 """
 
 from __future__ import annotations
@@ -79,20 +80,40 @@ class AttentionMapSink:
         return torch.cat(present, dim=1)
 
 
-def _axis_pooling_matrix(size: int, grid: int) -> torch.Tensor:
+def _bilinear_matrix(out_size: Any, in_size: Any, dtype: torch.dtype) -> torch.Tensor:
+    """(out_size, in_size): `F.interpolate(mode="bilinear", align_corners=False)` along one axis
+    (no antialias) as a matrix, from index arithmetic: source = (i + 0.5) * in / out - 0.5,
+    clamped at 0, split between its floor and the next pixel (the last one at the edge)."""
+    source = ((torch.arange(out_size, dtype=dtype) + 0.5) * in_size / out_size - 0.5).clamp(min=0)
+    low = source.floor()
+    fraction = (source - low).unsqueeze(1)
+    low = low.long().unsqueeze(1)
+    high = torch.clamp(low + 1, max=in_size - 1)
+    index = torch.arange(in_size).unsqueeze(0)
+    return (index == low).to(dtype) * (1 - fraction) + (index == high).to(dtype) * fraction
+
+
+def _average_matrix(in_size: Any, kernel: Any, dtype: torch.dtype) -> torch.Tensor:
+    """(in_size // kernel, in_size): `avg_pool` with kernel = stride = `kernel`, no padding."""
+    cells = torch.arange(in_size // kernel).unsqueeze(1)
+    return (torch.arange(in_size).unsqueeze(0) // kernel == cells).to(dtype) / kernel
+
+
+def _axis_pooling_matrix(size: Any, grid: int) -> torch.Tensor:
     """The official key-grid pooling along one axis of `size` pixels, as a (size, grid) matrix.
 
     Steps (official spec §6.2): bilinear resize to size + grid - size % grid (this adds `grid`
     even when size is a multiple of it), average pool with kernel max(1, size // grid), bilinear
-    resize to `grid`. All three are linear, so they are applied to the identity.
+    resize to `grid`. All three are linear; each is built as a matrix from index arithmetic, so
+    `size` may be symbolic (a dynamic-size ONNX export computes the pooling in the graph).
+    tests/model/test_attention_maps.py checks it against the three torch ops applied to the
+    identity, to float64 rounding.
     """
-    identity = torch.eye(size, dtype=torch.float64).view(size, 1, size, 1)
     padded = size + grid - size % grid
-    resized = F.interpolate(identity, size=(padded, 1), mode="bilinear", align_corners=False)
-    kernel = max(1, size // grid)
-    pooled = F.avg_pool2d(resized, kernel_size=(kernel, 1), stride=(kernel, 1))
-    gridded = F.interpolate(pooled, size=(grid, 1), mode="bilinear", align_corners=False)
-    return gridded.view(size, grid)
+    kernel = torch.sym_max(1, size // grid)
+    resized = _bilinear_matrix(padded, size, torch.float64)
+    pooled = _average_matrix(padded, kernel, torch.float64) @ resized
+    return (_bilinear_matrix(grid, padded // kernel, torch.float64) @ pooled).T
 
 
 def self_map_pooling_matrix(height: int, width: int, grid: int = SELF_MAP_GRID) -> torch.Tensor:
@@ -226,29 +247,29 @@ _PREFERRED_KERNEL: ContextVar[str | None] = ContextVar("preferred_self_capture",
 
 
 def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) -> str:
-    """The kernel that "auto" runs here: the one measured faster (`preferring_self_capture`
-    overrides it, e.g. for an export).
+    """The kernel that "auto" runs here: the padded SDPA, at every size and dtype, on the CPU and
+    on CUDA (`preferring_self_capture` overrides it, e.g. to try the chunked kernel).
 
-    Measured on the whole UNet walk at 512x512 (`benchmarks/benchmark_inference.py --modes
-    capture`, interleaved rounds, CPU time, 2 threads on 2 cores of an AMD EPYC with avx512_bf16,
-    torch 2.13, 2026-12-06; `benchmarks/results-cpu-capture-kernels.md`), chunked / padded SDPA:
-    - load average 1-4: bf16 0.84x [0.77-0.92] (6.8 against 8.1 CPU s; the chunked walk costs
-      1.01x [0.97-1.04] the bare UNet), fp32 1.01x [0.98-1.04], a tie;
-    - load average 11-16 (the 2 threads oversubscribed): bf16 1.76x [1.74-1.78], fp32 1.49x
-      [1.37-1.60]: the chunked kernel's ~30 blocks of parallel calls per layer suffer when its
-      threads wait on each other, the one fused call does not.
-    Hence chunked in reduced precision on the CPU (oneDNN's bf16 matmuls at the real head dim
-    beat the fused kernel's padded ones) and the padded SDPA in fp32 (a tie: one call, no blocks).
-    768x768 was not measured (per layer, single-threaded, fp32: chunked 1.07x faster). On CUDA the
-    fused flash kernel stays: a chunked kernel there writes S and P blocks to GPU memory and no GPU
-    has measured it; a fused GPU capture kernel (maps accumulated beside the flash output) would
-    be registered in SELF_CAPTURE_KERNELS and chosen here.
+    Why, measured on the CPU (2 threads on 2 cores of an AMD EPYC with avx512_bf16, no AMX,
+    torch 2.13, 2026-12-06; CPU-time ratios chunked / padded SDPA, median [range] over
+    interleaved rounds; README "Performance", benchmarks/results-cpu-capture-kernels.md):
+    - UNet walk at 512x512 (`benchmark_inference.py --modes capture`), machine quiet (load 1-4):
+      bf16 0.84x [0.77-0.92], fp32 1.01x [0.98-1.04];
+    - the same, machine shared (load 6-18, 15:44 and 18:02 UTC runs): bf16 1.76x [1.74-1.78] and
+      1.56x [1.35-1.76], fp32 1.49x [1.37-1.60] and 1.41x [1.30-1.51];
+    - one 64x64-token layer (`benchmarks/capture_kernel_profile.py`, load 17): fp32 3.6x, bf16
+      3.7x; the chunked kernel's pooling (a (c*H, W) x (W, 8) product, too narrow for the BLAS)
+      alone costs 1.7-3x the whole fused attention.
+    So the chunked kernel wins 16% in bf16 on an idle machine and loses 40-80% as soon as its
+    ~30 blocks of two-thread calls per layer share the cores; the one fused call is robust. 768
+    could not be timed end to end in this session (the shared machine's load); per layer the
+    same picture. On CUDA the fused flash kernel stays: a fused GPU capture kernel (maps
+    accumulated beside the flash output) would be registered in SELF_CAPTURE_KERNELS and chosen
+    here.
     """
     preferred = _PREFERRED_KERNEL.get()
     if preferred is not None:
         return preferred
-    if device.type == "cpu" and dtype != torch.float32:
-        return "chunked"
     return "padded-sdpa"
 
 
@@ -299,6 +320,8 @@ class AttentionMapProcessor:
         self._factors: dict[tuple, PoolingFactors] = {}
 
     def pooling_factors(self, height: int, width: int, like: torch.Tensor) -> PoolingFactors:
+        if isinstance(height, torch.SymInt) or isinstance(width, torch.SymInt):  # a dynamic-size trace
+            return PoolingFactors.build(height, width, device=like.device, dtype=like.dtype)
         key = (height, width, like.device, like.dtype)
         if key not in self._factors:
             self._factors[key] = PoolingFactors.build(height, width, device=like.device, dtype=like.dtype)
