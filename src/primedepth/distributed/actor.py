@@ -190,7 +190,7 @@ class DepthPredictor:
                 destination.remove(clip_mark_name(video))
         sink = ParquetSink(destination, self.options.segmentation, self.spec.chunk_rows,
                            sources={str(item.path): row.source for row, item in group})
-        summary, failures = self._run(group, _sink_options(self.options, group), sink)
+        summary, failures = self._run(group, self.options, sink)  # keeps nothing: keep_results is off here
         results = []
         for row, item in group:
             if item.label in failures:
@@ -223,12 +223,6 @@ def _groups(work: Work) -> list[Work]:
     """Images together (the engine batches them by size), each video on its own."""
     images = [pair for pair in work if pair[1].kind != "video"]
     return ([images] if images else []) + [[pair] for pair in work if pair[1].kind == "video"]
-
-
-def _sink_options(options: JobOptions, group: Work) -> JobOptions:
-    """The options of a group streamed into a sink: nothing kept in memory (a video's frame
-    labels are spooled to disk between its passes by `primedepth.video.job`)."""
-    return replace(options, keep_results=False)
 
 
 def _row_metadata(summary: JobSummary) -> dict[str, Any]:
