@@ -4,7 +4,9 @@ Each path runs in its own process on the full-size architecture with random weig
 the released configuration, no download; `primedepth_bench.builders`), fp32, CPU:
 
 - `export`: build the model, trace the depth path at SIZE x SIZE into WORKDIR (ONNX + external
-  weights; `primedepth.export.onnx.write_graph`), and report what the export itself costs;
+  weights; `primedepth.export.onnx.write_graph`, self-attention capture with `--capture-kernel`:
+  chunked, the export's default, or padded-sdpa, one ONNX `Attention` node per layer), and
+  report what the export itself costs;
 - `torch`: build the model as `primedepth predict` runs it (channels-last VAE and head), run
   `predict_raw` once (depth only);
 - `onnx`: open the graph in an ONNX Runtime session (CPU provider), run it once.
@@ -12,7 +14,8 @@ the released configuration, no download; `primedepth_bench.builders`), fp32, CPU
 Memory is the process's resident set (RSS), read from the kernel, not estimated: after building
 or loading, the high-water mark while building or loading (VmHWM), then the high-water mark of
 the prediction alone (VmHWM reset with /proc/self/clear_refs before it runs, so loading peaks do
-not hide it). Memory does not depend on the machine's load, unlike the times also printed.
+not hide it). Memory does not depend on the machine's load, unlike the times also printed (wall
+seconds, and the process's CPU seconds, which load moves less).
 
     python benchmarks/onnx_memory.py --size 768 --workdir /tmp/onnx768 --markdown out.md --json out.json
 """
@@ -73,9 +76,10 @@ def reset_high_water() -> bool:
 def _measured(label: str, action: Any, record: dict[str, Any]) -> Any:
     """Run `action`, recording its wall time, the RSS after it and the high-water mark during it."""
     record[f"{label}_reset"] = reset_high_water()
-    before, started = rss(), time.perf_counter()
+    before, started, cpu_started = rss(), time.perf_counter(), time.process_time()
     result = action()
     record[f"{label}_seconds"] = time.perf_counter() - started
+    record[f"{label}_cpu_seconds"] = time.process_time() - cpu_started
     record[f"{label}_rss_before"], record[f"{label}_rss_after"], record[f"{label}_peak"] = before, rss(), high_water()
     return result
 
@@ -104,8 +108,9 @@ def step_export(size: int, workdir: Path, record: dict[str, Any]) -> None:
     from primedepth.export.onnx import write_graph
 
     drop_empty_fp32_warning()
+    kernel = record["capture_kernel"]
     pipeline = _measured("build", lambda: _pipeline(channels_last=False), record)
-    _measured("export", lambda: write_graph(pipeline, workdir / GRAPH, (size, size)), record)
+    _measured("export", lambda: write_graph(pipeline, workdir / GRAPH, (size, size), capture_kernel=kernel), record)
     record["graph_bytes"] = sum(p.stat().st_size for p in workdir.iterdir() if p.name.startswith(GRAPH))
 
 
@@ -142,12 +147,13 @@ def step_onnx(size: int, workdir: Path, record: dict[str, Any]) -> None:
     record["onnxruntime"] = onnxruntime.__version__
 
 
-def run_step(step: str, size: int, workdir: Path, threads: int) -> dict[str, Any]:
+def run_step(step: str, size: int, workdir: Path, threads: int, kernel: str) -> dict[str, Any]:
     """One step in this process; the record as a dict (an `error` entry when it failed)."""
     import torch
 
     torch.set_num_threads(threads)
-    record: dict[str, Any] = {"step": step, "size": size, "rss_start": rss()}
+    record: dict[str, Any] = {"step": step, "size": size, "rss_start": rss(), "threads": threads,
+                              "capture_kernel": kernel if step != "torch" else "padded-sdpa"}
     try:
         {"export": step_export, "torch": step_torch, "onnx": step_onnx}[step](size, workdir, record)
     except Exception as error:  # noqa: BLE001 - reported in the table, the other steps still run
@@ -156,9 +162,10 @@ def run_step(step: str, size: int, workdir: Path, threads: int) -> dict[str, Any
     return record
 
 
-def child(step: str, size: int, workdir: Path, threads: int, timeout: float) -> dict[str, Any]:
+def child(step: str, size: int, workdir: Path, threads: int, timeout: float, kernel: str) -> dict[str, Any]:
     """Run one step in a fresh process (its own peak memory); its record, or why it has none."""
-    command = [sys.executable, __file__, "--step", step, "--size", str(size), "--workdir", str(workdir), "--threads", str(threads)]
+    command = [sys.executable, __file__, "--step", step, "--size", str(size), "--workdir", str(workdir), "--threads", str(threads),
+               "--capture-kernel", kernel]
     env = dict(os.environ, ONNX_MEMORY_THREADS=str(threads))
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -177,8 +184,8 @@ def _gib(value: Any) -> str:
 
 def table(records: list[dict[str, Any]]) -> str:
     """The markdown table of the steps' records."""
-    rows = ["| size | process | RSS after build/load GiB | peak while building/loading GiB | peak during the step GiB "
-            "| step's peak over RSS before it GiB | step wall s | note |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| size | process | capture kernel | RSS after build/load GiB | peak while building/loading GiB | peak during the step GiB "
+            "| step's peak over RSS before it GiB | step wall s | step CPU s | note |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         first = "build" if r["step"] == "export" else "load"
         second = "export" if r["step"] == "export" else "run"
@@ -188,9 +195,10 @@ def table(records: list[dict[str, Any]]) -> str:
         elif not note and r.get("onnxruntime"):
             note = f"onnxruntime {r['onnxruntime']}, CPU provider"
         over = None if f"{second}_peak" not in r else r[f"{second}_peak"] - r[f"{second}_rss_before"]
-        seconds = r.get(f"{second}_seconds")
-        rows.append(f"| {r['size']} | {r['step']} | {_gib(r.get(f'{first}_rss_after'))} | {_gib(r.get(f'{first}_peak'))} "
-                    f"| {_gib(r.get(f'{second}_peak'))} | {_gib(over)} | {'—' if seconds is None else f'{seconds:.1f}'} | {note} |")
+        seconds, cpu = r.get(f"{second}_seconds"), r.get(f"{second}_cpu_seconds")
+        rows.append(f"| {r['size']} | {r['step']} | {r.get('capture_kernel', '—')} | {_gib(r.get(f'{first}_rss_after'))} "
+                    f"| {_gib(r.get(f'{first}_peak'))} | {_gib(r.get(f'{second}_peak'))} | {_gib(over)} "
+                    f"| {'—' if seconds is None else f'{seconds:.1f}'} | {'—' if cpu is None else f'{cpu:.1f}'} | {note} |")
     return "\n".join(rows)
 
 
@@ -210,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # one step, in this process (the children)
     parser.add_argument("--workdir", type=Path, help="where the graph is written (default: a temporary folder, removed)")
     parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime intra-op threads")
+    parser.add_argument("--capture-kernel", choices=["chunked", "padded-sdpa"], default="chunked",
+                        help="the export's self-attention capture (`primedepth export onnx --capture-kernel`)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per step")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
@@ -217,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.size <= 0 or args.size % 64:
         parser.error("--size must be a positive multiple of 64")
     if args.step:
-        print(json.dumps(run_step(args.step, args.size, args.workdir, args.threads)))
+        print(json.dumps(run_step(args.step, args.size, args.workdir, args.threads, args.capture_kernel)))
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="onnx-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         records = []
         for step in args.steps:
             print(f"[onnx_memory] {step} at {args.size}...", file=sys.stderr, flush=True)
-            records.append(child(step, args.size, workdir, args.threads, args.timeout))
+            records.append(child(step, args.size, workdir, args.threads, args.timeout, args.capture_kernel))
             print(json.dumps(records[-1]), file=sys.stderr, flush=True)
     finally:
         if args.workdir is None:

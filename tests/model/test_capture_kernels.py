@@ -74,8 +74,8 @@ def test_block_shape_fits_the_budget(groups, tokens, dtype, budget):
 @pytest.mark.parametrize("head_dim", [64, 40])
 @torch.no_grad()
 def test_chunked_never_holds_more_than_one_block(head_dim):
-    """The largest tensor is one block of probabilities, a projection or the maps (tokens x
-    channels), never N x N."""
+    """The largest tensor is one block of probabilities, a projection or the output and maps
+    together (tokens x (head_dim + 64) per head), never N x N."""
     height, width, heads = 64, 64, 2
     tokens, budget = height * width, 2**21
     attn = _attention(dim=heads * head_dim, heads=heads)
@@ -84,7 +84,7 @@ def test_chunked_never_holds_more_than_one_block(head_dim):
         attn(torch.randn(1, tokens, heads * head_dim), attention_maps=AttentionMapSink(height, width))
     group_block, query_block = capture_block_shape(heads, tokens, torch.float32, budget)
     assert group_block * query_block < heads * tokens
-    assert tracker.numel <= max(group_block * query_block * tokens, tokens * heads * max(head_dim, 64))
+    assert tracker.numel <= max(group_block * query_block * tokens, tokens * heads * (head_dim + 64))
     assert tracker.numel < tokens * tokens // 8
 
 

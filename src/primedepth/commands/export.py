@@ -29,8 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shape.add_argument("--size", default="512x512", metavar="HxW",
                        help="the graph's fixed input size, multiples of 8 (default 512x512); images are resized to it")
     shape.add_argument("--dynamic", action="store_true",
-                       help="free height and width: not supported (PyTorch's exporter fails on the graph's "
-                       "runtime shape assertions); refused with the reason")
+                       help="one graph for any height and width that are multiples of 64: each image runs at its "
+                       "official processing size rounded to multiples of 64 (capture kernel padded-sdpa)")
+    onnx.add_argument("--capture-kernel", choices=["chunked", "padded-sdpa"], default=None,
+                      help="self-attention capture in the graph: chunked (default with --size; blocks of queries, "
+                      "never an N x N score matrix) or padded-sdpa (default and only choice with --dynamic; one "
+                      "ONNX Attention node per layer, for providers with a fused attention kernel; ONNX "
+                      "Runtime's CPU kernel holds N x N scores)")
     onnx.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     onnx.set_defaults(handler=run)
 
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export.onnx import export_onnx, parse_size  # lazy: start-up speed (torch)
 
     size = None if args.dynamic else parse_size(args.size)
-    path = export_onnx(args.model_dir, args.output_dir, dtype=args.dtype, size=size, overwrite=args.overwrite)
+    path = export_onnx(args.model_dir, args.output_dir, dtype=args.dtype, size=size, overwrite=args.overwrite,
+                       capture_kernel=args.capture_kernel)
     print(f"wrote {path}")
     return 0

@@ -7,8 +7,11 @@ embeddings; BLIP-2 captions for "auto"), the noise draws, and postprocessing. On
 and head exist only as configurations (built on the meta device, no weights), so the job engine,
 which reads the pipeline's configs, devices and dtype, needs no change.
 
-An export runs every image at its fixed size: the image is prepared as usual (official
+A fixed-size export runs every image at its size: the image is prepared as usual (official
 processing size), then resized to the graph's size, and the depth restored to the input's size.
+A dynamic export runs each image at its official processing size rounded to the nearest
+multiples of the graph's unit (64 pixels): equal to the torch path when that size is already
+such a multiple, otherwise resized by less than half a unit per side.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from collections.abc import Callable
 
 from ..constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE
 from ..errors import InputError
@@ -46,20 +51,27 @@ def default_providers() -> list[str]:
     return [name for name in PREFERRED_PROVIDERS if name in available]
 
 
-class FixedSizeImageProcessor(PrimeDepthImageProcessor):
-    """The official preprocessing, then a resize to a fixed-size graph's input size; the depth
-    is restored from it to the input size by the usual postprocessing."""
+def round_to_multiple(size: tuple[int, int], unit: int) -> tuple[int, int]:
+    """(height, width) rounded to the nearest multiples of `unit`, one unit at least."""
+    return tuple(max(unit, round(side / unit) * unit) for side in size)  # type: ignore[return-value]
 
-    def __init__(self, size: tuple[int, int]) -> None:
+
+class GraphSizeImageProcessor(PrimeDepthImageProcessor):
+    """The official preprocessing, then a resize to the size the graph runs that image at
+    (`graph_size` of the official processing size); the depth is restored from it to the input
+    size by the usual postprocessing."""
+
+    def __init__(self, graph_size: Callable[[tuple[int, int]], tuple[int, int]]) -> None:
         super().__init__()
-        self.size = size
+        self.graph_size = graph_size
 
     def preprocess(self, image: Any, max_size: int = DEFAULT_MAX_SIZE, min_size: int = VAE_DOWNSAMPLE) -> PreparedImage:
         prepared = super().preprocess(image, max_size, min_size)
-        if prepared.processed_size == self.size:
+        size = self.graph_size(prepared.processed_size)
+        if prepared.processed_size == size:
             return prepared
         unit = (prepared.pixel_values + 1) / 2
-        resized = F.interpolate(unit, size=self.size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        resized = F.interpolate(unit, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
         return PreparedImage(pixel_values=resized * 2 - 1, input_size=prepared.input_size)
 
 
@@ -89,7 +101,13 @@ class OnnxPrimeDepthPipeline(PrimeDepthPipeline):
         self._placement_device = torch.device("cpu")  # inputs and outputs live in CPU memory
         inputs = {item.name: item.type for item in session.get_inputs()}
         self._input_dtypes = {name: NUMPY_DTYPES.get(kind, np.float32) for name, kind in inputs.items()}
-        self.image_processor = FixedSizeImageProcessor(tuple(manifest.size))
+        self.image_processor = GraphSizeImageProcessor(self.graph_size)
+
+    def graph_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size the graph runs an image of official processing size `size` at."""
+        if self.manifest.dynamic:
+            return round_to_multiple(tuple(size), self.manifest.size_multiple)
+        return tuple(self.manifest.size)
 
     def enable_channels_last(self) -> None:
         """Nothing to do: the layout is the graph's."""
@@ -103,8 +121,9 @@ class OnnxPrimeDepthPipeline(PrimeDepthPipeline):
         return torch.float16 if self.manifest.dtype == "fp16" else torch.float32
 
     def processing_size(self, height: int, width: int, max_size: int = DEFAULT_MAX_SIZE) -> tuple[int, int]:
-        """The export's size: every image runs at it."""
-        return tuple(self.manifest.size)
+        """The size the graph runs this image at: the export's size, or (dynamic) the official
+        processing size rounded to the graph's unit."""
+        return self.graph_size(super().processing_size(height, width, max_size))
 
     def _feed(self, name: str, tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().to("cpu", torch.float32).numpy().astype(self._input_dtypes[name], copy=False)
@@ -123,10 +142,7 @@ class OnnxPrimeDepthPipeline(PrimeDepthPipeline):
         self._check_pixel_values(pixel_values)
         if output_segmentation:
             raise InputError("the ONNX export holds the depth path only: segmentation needs the torch runtime")
-        size = self.manifest.size
-        if list(pixel_values.shape[-2:]) != list(size):
-            raise InputError(f"this ONNX export runs {size[0]}x{size[1]} images; got {tuple(pixel_values.shape[-2:])} "
-                             "(export another size with --size HxW)")
+        self._check_graph_size(tuple(pixel_values.shape[-2:]))
         noise = self._batch_noise(pixel_values, posterior_noise, step_noise, generator)
         context = self._check_prompt_embeds(prompt_embeds, pixel_values.shape[0])
         depths = []
@@ -136,6 +152,18 @@ class OnnxPrimeDepthPipeline(PrimeDepthPipeline):
             (depth,) = self.session.run(None, {name: self._feed(name, tensor) for name, tensor in feeds.items()})
             depths.append(torch.from_numpy(np.asarray(depth, dtype=np.float32)))
         return RawPrediction(depth=torch.cat(depths), segmentation=None)
+
+    def _check_graph_size(self, size: tuple[int, int]) -> None:
+        """Refuse pixels the graph cannot run: another size than a fixed export's, or sides that
+        are not multiples of a dynamic export's unit."""
+        manifest = self.manifest
+        if manifest.dynamic:
+            unit = manifest.size_multiple
+            if size[0] % unit or size[1] % unit:
+                raise InputError(f"this dynamic ONNX export runs images whose sides are multiples of {unit}; got {size}")
+        elif list(size) != list(manifest.size):
+            raise InputError(f"this ONNX export runs {manifest.size[0]}x{manifest.size[1]} images; got {size} "
+                             "(export another size with --size HxW, or --dynamic)")
 
 
 def load_onnx_pipeline(folder: str | os.PathLike, providers: list[str] | None = None, threads: int | None = None) -> OnnxPrimeDepthPipeline:

@@ -183,14 +183,15 @@ def _row_bytes(tokens: int, dtype: torch.dtype) -> int:
     return tokens * (4 + (2 * size if size < 4 else size))
 
 
-def capture_block_shape(groups: int, tokens: int, dtype: torch.dtype, budget_bytes: int = CAPTURE_BLOCK_BUDGET) -> tuple[int, int]:
+def capture_block_shape(groups: int, tokens: int, dtype: torch.dtype, budget_bytes: int = CAPTURE_BLOCK_BUDGET,
+                        query_block: int = QUERY_BLOCK) -> tuple[int, int]:
     """(groups per block, queries per block) so that one block's S and P fit `budget_bytes`.
 
-    QUERY_BLOCK queries of as many (batch x head) groups as fit; when not even one group fits,
-    one group and as many queries as fit. Never less than one group and one query.
+    `query_block` queries (at most all) of as many (batch x head) groups as fit; when not even
+    one group fits, one group and as many queries as fit. Never less than one group and one query.
     """
     row = _row_bytes(tokens, dtype)
-    query_block = min(tokens, QUERY_BLOCK)
+    query_block = min(tokens, query_block)
     group_block = max(1, min(groups, budget_bytes // (query_block * row)))
     if group_block * query_block * row > budget_bytes:
         query_block = max(1, min(query_block, budget_bytes // row))
@@ -215,38 +216,44 @@ def chunked_capture(
     scale: float,
     factors: PoolingFactors,
     budget_bytes: int = CAPTURE_BLOCK_BUDGET,
+    query_block: int = QUERY_BLOCK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-attention and its pooled maps, one block of queries at a time (see the module doc).
 
     S is computed in the input dtype, the softmax in fp32 (as the fused kernels accumulate), P is
-    cast back to the input dtype for P V and the pooling.
+    cast back to the input dtype for P V and the pooling. Blocks are concatenated rather than
+    written into preallocated tensors, so that a traced graph (the ONNX export) holds no in-place
+    scatter: the results are N x (head_dim + grid^2) per group, small beside one block of P.
     """
     batch, heads, tokens, head_dim = value.shape
     groups, dtype = batch * heads, value.dtype
     q = (query * scale).reshape(groups, tokens, head_dim)
     k_t = key.reshape(groups, tokens, head_dim).transpose(1, 2)
     v = value.reshape(groups, tokens, head_dim)
-    out = torch.empty_like(v)
-    pooled = torch.empty(groups, tokens, factors.grid**2, dtype=dtype, device=value.device)
-    group_block, query_block = capture_block_shape(groups, tokens, dtype, budget_bytes)
+    group_block, query_block = capture_block_shape(groups, tokens, dtype, budget_bytes, query_block)
+    group_results = []
     for g in range(0, groups, group_block):
         gs = slice(g, g + group_block)
+        blocks = []
         for start in range(0, tokens, query_block):
-            qs = slice(start, start + query_block)
-            probs = torch.softmax(torch.matmul(q[gs, qs], k_t[gs]), dim=-1, dtype=torch.float32).to(dtype)
-            out[gs, qs] = torch.matmul(probs, v[gs])
-            pooled[gs, qs] = _pool_block(probs, factors)
+            probs = torch.softmax(torch.matmul(q[gs, start:start + query_block], k_t[gs]), dim=-1, dtype=torch.float32).to(dtype)
+            # One tensor per block: a graph runtime that orders nodes by what each output needs
+            # (ONNX Runtime) then finishes a block, and frees its P, before the next one.
+            blocks.append(torch.cat([torch.matmul(probs, v[gs]), _pool_block(probs, factors)], dim=-1))
             del probs
-    return out.view(batch, heads, tokens, head_dim), pooled.view(batch, heads, tokens, -1)
+        group_results.append(torch.cat(blocks, dim=1))
+    both = torch.cat(group_results, dim=0)
+    out, maps = both[..., :head_dim], both[..., head_dim:]
+    return out.reshape(batch, heads, tokens, head_dim), maps.reshape(batch, heads, tokens, -1)
 
 
 SELF_CAPTURE_KERNELS: dict[str, SelfCaptureKernel] = {"padded-sdpa": padded_sdpa_capture, "chunked": chunked_capture}
 
 
-_PREFERRED_KERNEL: ContextVar[str | None] = ContextVar("preferred_self_capture", default=None)
+_PREFERRED_KERNEL: ContextVar[str | SelfCaptureKernel | None] = ContextVar("preferred_self_capture", default=None)
 
 
-def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) -> str:
+def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) -> str | SelfCaptureKernel:
     """The kernel that "auto" runs here: the padded SDPA, at every size and dtype, on the CPU and
     on CUDA (`preferring_self_capture` overrides it, e.g. to try the chunked kernel).
 
@@ -274,9 +281,10 @@ def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) 
 
 
 @contextmanager
-def preferring_self_capture(kernel: str) -> Iterator[None]:
-    """Inside the block, processors left on "auto" run `kernel` (a name in SELF_CAPTURE_KERNELS)."""
-    if kernel not in SELF_CAPTURE_KERNELS:
+def preferring_self_capture(kernel: str | SelfCaptureKernel) -> Iterator[None]:
+    """Inside the block, processors left on "auto" run `kernel` (a name in SELF_CAPTURE_KERNELS,
+    or a kernel itself: the ONNX export's chunked kernel with its own block size)."""
+    if isinstance(kernel, str) and kernel not in SELF_CAPTURE_KERNELS:
         raise ValueError(f"unknown self-attention capture kernel {kernel!r}: choose one of {sorted(SELF_CAPTURE_KERNELS)}")
     token = _PREFERRED_KERNEL.set(kernel)
     try:
