@@ -9,7 +9,8 @@ the released configuration, no download; `primedepth_bench.builders`), fp32, CPU
   report what the export itself costs;
 - `torch`: build the model as `primedepth predict` runs it (channels-last VAE and head), run
   `predict_raw` once (depth only);
-- `onnx`: open the graph in an ONNX Runtime session (CPU provider), run it once.
+- `onnx`: open the graph in an ONNX Runtime session (CPU provider), run it once; `--ort-arena off`
+  and `--ort-level basic` set the session's CPU memory arena and graph optimisation level.
 
 Memory is the process's resident set (RSS), read from the kernel, not estimated: after building
 or loading, the high-water mark while building or loading (VmHWM), then the high-water mark of
@@ -138,6 +139,10 @@ def step_onnx(size: int, workdir: Path, record: dict[str, Any]) -> None:
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = int(os.environ.get("ONNX_MEMORY_THREADS", "0"))
+    options.enable_cpu_mem_arena = record["ort_arena"] == "on"
+    options.graph_optimization_level = {"basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                        "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                        "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL}[record["ort_level"]]
     session = _measured("load", lambda: onnxruntime.InferenceSession(str(workdir / GRAPH), options,
                                                                      providers=["CPUExecutionProvider"]), record)
     generator = np.random.default_rng(0)
@@ -147,13 +152,15 @@ def step_onnx(size: int, workdir: Path, record: dict[str, Any]) -> None:
     record["onnxruntime"] = onnxruntime.__version__
 
 
-def run_step(step: str, size: int, workdir: Path, threads: int, kernel: str) -> dict[str, Any]:
+def run_step(step: str, size: int, workdir: Path, threads: int, kernel: str, ort: tuple[str, str] = ("on", "all")) -> dict[str, Any]:
     """One step in this process; the record as a dict (an `error` entry when it failed)."""
     import torch
 
     torch.set_num_threads(threads)
     record: dict[str, Any] = {"step": step, "size": size, "rss_start": rss(), "threads": threads,
                               "capture_kernel": kernel if step != "torch" else "padded-sdpa"}
+    if step == "onnx":
+        record["ort_arena"], record["ort_level"] = ort
     try:
         {"export": step_export, "torch": step_torch, "onnx": step_onnx}[step](size, workdir, record)
     except Exception as error:  # noqa: BLE001 - reported in the table, the other steps still run
@@ -162,10 +169,10 @@ def run_step(step: str, size: int, workdir: Path, threads: int, kernel: str) -> 
     return record
 
 
-def child(step: str, size: int, workdir: Path, threads: int, timeout: float, kernel: str) -> dict[str, Any]:
+def child(step: str, size: int, workdir: Path, threads: int, timeout: float, kernel: str, ort: tuple[str, str]) -> dict[str, Any]:
     """Run one step in a fresh process (its own peak memory); its record, or why it has none."""
     command = [sys.executable, __file__, "--step", step, "--size", str(size), "--workdir", str(workdir), "--threads", str(threads),
-               "--capture-kernel", kernel]
+               "--capture-kernel", kernel, "--ort-arena", ort[0], "--ort-level", ort[1]]
     env = dict(os.environ, ONNX_MEMORY_THREADS=str(threads))
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -193,7 +200,7 @@ def table(records: list[dict[str, Any]]) -> str:
         if not note and r["step"] == "export":
             note = f"graph + weights {r.get('graph_bytes', 0) / GIB:.2f} GiB on disk"
         elif not note and r.get("onnxruntime"):
-            note = f"onnxruntime {r['onnxruntime']}, CPU provider"
+            note = f"onnxruntime {r['onnxruntime']}, CPU provider, arena {r['ort_arena']}, optimisation {r['ort_level']}"
         over = None if f"{second}_peak" not in r else r[f"{second}_peak"] - r[f"{second}_rss_before"]
         seconds, cpu = r.get(f"{second}_seconds"), r.get(f"{second}_cpu_seconds")
         rows.append(f"| {r['size']} | {r['step']} | {r.get('capture_kernel', '—')} | {_gib(r.get(f'{first}_rss_after'))} "
@@ -220,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime intra-op threads")
     parser.add_argument("--capture-kernel", choices=["chunked", "padded-sdpa"], default="chunked",
                         help="the export's self-attention capture (`primedepth export onnx --capture-kernel`)")
+    parser.add_argument("--ort-arena", choices=["on", "off"], default="on", help="ONNX Runtime's CPU memory arena (default on)")
+    parser.add_argument("--ort-level", choices=["all", "extended", "basic"], default="all",
+                        help="ONNX Runtime's graph optimisation level (default all)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per step")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.size <= 0 or args.size % 64:
         parser.error("--size must be a positive multiple of 64")
     if args.step:
-        print(json.dumps(run_step(args.step, args.size, args.workdir, args.threads, args.capture_kernel)))
+        print(json.dumps(run_step(args.step, args.size, args.workdir, args.threads, args.capture_kernel, (args.ort_arena, args.ort_level))))
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="onnx-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -235,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         records = []
         for step in args.steps:
             print(f"[onnx_memory] {step} at {args.size}...", file=sys.stderr, flush=True)
-            records.append(child(step, args.size, workdir, args.threads, args.timeout, args.capture_kernel))
+            records.append(child(step, args.size, workdir, args.threads, args.timeout, args.capture_kernel, (args.ort_arena, args.ort_level)))
             print(json.dumps(records[-1]), file=sys.stderr, flush=True)
     finally:
         if args.workdir is None:

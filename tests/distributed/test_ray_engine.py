@@ -200,3 +200,22 @@ def test_parquet_in_parquet_out_through_object_storage_uris(photos, tiny_model, 
     assert (redone.done, redone.skipped) == (GOOD + 1, 0)
     assert len(pq.read_table(out)) == GOOD + frames
     assert not (out / "part-0000000000000000earlier.parquet").exists()
+
+
+def test_predict_dataset_overwrite_replaces_an_earlier_parquet_dataset(photos, tiny_model, tmp_path):
+    """`predict_dataset(..., overwrite=True)` starts the Parquet dataset anew, as the CLI does: an
+    earlier run's part under a name this run does not write is gone, no row is counted twice."""
+    from primedepth.distributed import predict_dataset
+
+    sources = sorted(str(next(photos.glob(f"{name}.*"))) for name in GOOD_NAMES[:3])
+    out = tmp_path / "depth"
+    out.mkdir()
+    earlier = pa.table({"name": ["img00", "stale"], "video": [None, None]})
+    pq.write_table(earlier, out / "part-0000000000000000earlier.parquet")
+    (out / "_notes.txt").write_text("not ours")
+    rows = predict_dataset(ray.data.from_items([{"path": path} for path in sources]), tiny_model, output_dir=out,
+                           outputs=("parquet",), seed=0, overwrite=True, root=str(photos)).take_all()
+    assert sorted(row["status"] for row in rows) == ["done"] * 3
+    names = pq.read_table(out, columns=["name"]).column("name").to_pylist()
+    assert sorted(names) == sorted(Path(path).stem for path in sources)
+    assert (out / "_notes.txt").read_text() == "not ours"  # only parts and clip markers are removed

@@ -17,6 +17,7 @@ from primedepth.model.attention_maps import (
     chunked_capture,
     default_self_capture,
     padded_sdpa_capture,
+    preferring_self_capture,
 )
 from primedepth.model.preimage import iter_decoder_steps, timestep_embedding
 from primedepth.pipeline import PrimeDepthPipeline
@@ -110,6 +111,16 @@ def test_default_kernel_is_a_known_kernel():
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             for tokens in (64 * 64, 96 * 96, 128 * 128):
                 assert default_self_capture(torch.device(device), dtype, tokens) in SELF_CAPTURE_KERNELS
+
+
+def test_default_kernel_follows_the_measurement_and_yields_to_a_preference():
+    """bf16 on the CPU: chunked (faster on a quiet CPU at 512 and 768); otherwise padded SDPA."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_self_capture(cpu, torch.bfloat16, 96 * 96) == "chunked"
+    assert default_self_capture(cpu, torch.float32, 96 * 96) == "padded-sdpa"
+    assert default_self_capture(cuda, torch.bfloat16, 96 * 96) == "padded-sdpa"
+    with preferring_self_capture("padded-sdpa"):
+        assert default_self_capture(cpu, torch.bfloat16, 96 * 96) == "padded-sdpa"
 
 
 @pytest.fixture(scope="module")

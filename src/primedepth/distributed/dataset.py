@@ -22,6 +22,7 @@ from ..io.outputs import DEFAULT_OUTPUTS
 from ..engine.options import job_options, takes_job_keywords
 from ..jobs import JobOptions
 from .actor import DepthPredictor, WorkerSpec
+from .parquet import clear_dataset
 from .rows import DEFAULT_INPUT_COLUMN
 from .storage import Destination, local_folder
 
@@ -155,9 +156,14 @@ def predict_dataset(
     `actors` model replicas hold `gpus_per_actor` GPUs each (default: 1 if the cluster has GPUs)
     and run `threads_per_actor` torch threads (default: on GPUs 1, on CPUs the cluster's cores
     shared out); `rows_per_batch` rows go to an actor per call (default: 8, or whole batches).
+    With ``overwrite=True`` and a Parquet output, the earlier dataset's parts and clip markers
+    are removed now, when this is called, not when the lazy dataset runs: parts are named by
+    their batch, so a run batched otherwise would leave the old rows beside the new ones.
     """
     destination, kinds, parquet = output_target(output_dir, outputs)
     job = job_options(job, output_dir=local_folder(destination), outputs=kinds, model_name=str(model))
+    if parquet and job.overwrite and destination is not None:
+        clear_dataset(destination)
     model_args = {"device": device, "dtype": dtype, "offload": offload}
     worker = worker_spec(model, job, destination, parquet, model_args, input_column, root)
     pool = PoolSpec(actors=actors, gpus_per_actor=gpus_per_actor, threads_per_actor=threads_per_actor,

@@ -21,8 +21,8 @@ Two interchangeable self-attention capture kernels compute the output and the po
   alive; the block size comes from a memory budget (`capture_block_shape`).
 A GPU kernel (e.g. Triton: the pooled maps accumulated beside the flash-attention output) slots
 in as one more entry with the same signature; `default_self_capture` says which runs where,
-from the benchmark's measurement (the padded SDPA everywhere: the chunked kernel is 16% faster in
-bf16 on an idle CPU but 40-80% slower on a shared one).
+from the benchmark's measurement (on the CPU the chunked kernel in bf16, 12-16% faster there on a
+quiet machine, the padded SDPA otherwise).
 """
 
 from __future__ import annotations
@@ -254,29 +254,31 @@ _PREFERRED_KERNEL: ContextVar[str | SelfCaptureKernel | None] = ContextVar("pref
 
 
 def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) -> str | SelfCaptureKernel:
-    """The kernel that "auto" runs here: the padded SDPA, at every size and dtype, on the CPU and
-    on CUDA (`preferring_self_capture` overrides it, e.g. to try the chunked kernel).
+    """The kernel that "auto" runs here: the chunked kernel for bf16 on the CPU, the padded SDPA
+    otherwise (`preferring_self_capture` overrides it).
 
     Why, measured on the CPU (2 threads on 2 cores of an AMD EPYC with avx512_bf16, no AMX,
-    torch 2.13, 2026-12-06; CPU-time ratios chunked / padded SDPA, median [range] over
-    interleaved rounds; README "Performance", benchmarks/results-cpu-capture-kernels.md):
-    - UNet walk at 512x512 (`benchmark_inference.py --modes capture`), machine quiet (load 1-4):
-      bf16 0.84x [0.77-0.92], fp32 1.01x [0.98-1.04];
-    - the same, machine shared (load 6-18, 15:44 and 18:02 UTC runs): bf16 1.76x [1.74-1.78] and
-      1.56x [1.35-1.76], fp32 1.49x [1.37-1.60] and 1.41x [1.30-1.51];
-    - one 64x64-token layer (`benchmarks/capture_kernel_profile.py`, load 17): fp32 3.6x, bf16
-      3.7x; the chunked kernel's pooling (a (c*H, W) x (W, 8) product, too narrow for the BLAS)
-      alone costs 1.7-3x the whole fused attention.
-    So the chunked kernel wins 16% in bf16 on an idle machine and loses 40-80% as soon as its
-    ~30 blocks of two-thread calls per layer share the cores; the one fused call is robust. 768
-    could not be timed end to end in this session (the shared machine's load); per layer the
-    same picture. On CUDA the fused flash kernel stays: a fused GPU capture kernel (maps
-    accumulated beside the flash output) would be registered in SELF_CAPTURE_KERNELS and chosen
-    here.
+    torch 2.13, 2026-12-06; CPU-time ratios chunked / padded SDPA of the UNet walk with capture,
+    median [range] over interleaved rounds of `benchmark_inference.py --modes capture`; README
+    "Performance", benchmarks/results-cpu-capture-768-quiet.json and
+    results-cpu-capture-kernels-quiet.json):
+    - machine quiet (load about 2): at 768x768 bf16 0.88x [0.86-0.90], fp32 1.01x [0.97-1.13];
+      at 512x512 bf16 0.84x [0.77-0.92], fp32 1.01x [0.98-1.04]. So bf16 takes the chunked
+      kernel (its walk then costs 1.03x the bare UNet at 768, against 1.15x with padded SDPA),
+      fp32 the padded one (a tie; the single fused call has fewer ways to lose).
+    - machine shared with other work (load 6-18): at 512 bf16 1.56x [1.35-1.76], fp32 1.41x
+      [1.30-1.51]: the chunked kernel's ~30 blocks of two-thread calls per layer suffer when
+      the cores are contended. A deployment that shares its cores can choose padded SDPA
+      with `preferring_self_capture("padded-sdpa")`.
+    - fp16 on the CPU was not measured and keeps the padded kernel.
+    On CUDA the fused flash kernel stays: a fused GPU capture kernel (maps accumulated beside the
+    flash output) would be registered in SELF_CAPTURE_KERNELS and chosen here.
     """
     preferred = _PREFERRED_KERNEL.get()
     if preferred is not None:
         return preferred
+    if torch.device(device).type == "cpu" and dtype == torch.bfloat16:
+        return "chunked"
     return "padded-sdpa"
 
 
