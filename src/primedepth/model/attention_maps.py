@@ -259,13 +259,13 @@ def default_self_capture(device: torch.device, dtype: torch.dtype, tokens: int) 
 
     Why, measured on the CPU (2 threads on 2 cores of an AMD EPYC with avx512_bf16, no AMX,
     torch 2.13, 2026-12-06; CPU-time ratios chunked / padded SDPA of the UNet walk with capture,
-    median [range] over interleaved rounds of `benchmark_inference.py --modes capture`; README
-    "Performance", benchmarks/results-cpu-capture-768-quiet.json and
-    results-cpu-capture-kernels-quiet.json):
-    - machine quiet (load about 2): at 768x768 bf16 0.88x [0.86-0.90], fp32 1.01x [0.97-1.13];
-      at 512x512 bf16 0.84x [0.77-0.92], fp32 1.01x [0.98-1.04]. So bf16 takes the chunked
-      kernel (its walk then costs 1.03x the bare UNet at 768, against 1.15x with padded SDPA),
-      fp32 the padded one (a tie; the single fused call has fewer ways to lose).
+    median [range] over interleaved rounds of `benchmark_inference.py --modes capture ...`;
+    README "Performance", files in benchmarks/):
+    - machine quiet (load 1-2), results-cpu-default-quiet.json (3 rounds): bf16 0.90x
+      [0.88-0.92] at 512x512 and 0.85x [0.83-0.86] at 768x768; fp32 1.10x [1.06-1.12] at 512
+      and 1.06x [0.97-1.14] at 768. Earlier quiet runs: 768 bf16 0.88x, fp32 1.01x; 512 bf16
+      0.84x, fp32 1.01x. So bf16 takes the chunked kernel (its walk then costs 0.94-0.95x the
+      bare UNet, against 1.15x with the padded SDPA), fp32 the padded one.
     - machine shared with other work (load 6-18): at 512 bf16 1.56x [1.35-1.76], fp32 1.41x
       [1.30-1.51]: the chunked kernel's ~30 blocks of two-thread calls per layer suffer when
       the cores are contended. A deployment that shares its cores can choose padded SDPA
