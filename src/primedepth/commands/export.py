@@ -34,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--capture-kernel", choices=["chunked", "padded-sdpa"], default=None,
                       help="self-attention capture in the graph: chunked (default with --size; blocks of queries, "
                       "never an N x N score matrix) or padded-sdpa (default and only choice with --dynamic; one "
-                      "ONNX Attention node per layer, for providers with a fused attention kernel; ONNX "
-                      "Runtime's CPU kernel holds N x N scores)")
+                      "ONNX Attention node per layer, for providers with a fused attention kernel)")
     onnx.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     onnx.set_defaults(handler=run)
 

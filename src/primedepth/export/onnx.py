@@ -23,10 +23,11 @@ Self-attention capture is exported with one of two kernels (`EXPORT_KERNELS`, `-
   blocks depend on the token count, so it needs a fixed size.
 - "padded-sdpa" (the default, and the only kernel, of a dynamic export): one
   scaled-dot-product attention per layer, which the exporter writes as the
-  ONNX `Attention` operator (opset 23). ONNX Runtime's CPU kernel for it holds the whole N x N
-  scores: at 768x768 its run peaked at 10.48 GiB against 7.57 GiB for torch
-  (benchmarks/results-cpu-onnx-memory-768.md). A provider with a fused kernel (TensorRT, CUDA)
-  may do better; that was not measured (no GPU).
+  ONNX `Attention` operator (opset 23). Whether that operator forms the N x N scores is the
+  provider's choice (a fused kernel, TensorRT or CUDA, need not; not measured, no GPU). On
+  ONNX Runtime's CPU provider at 768x768 both graphs peak alike (10.5-11.1 GiB against 7.7 GiB
+  for torch, benchmarks/results-cpu-onnx-memory-768.md): its working memory is dominated by
+  other tensors.
 The VAE-style attention of the encoder, refiner and head (one head, no capture) stays an
 `Attention` node either way.
 """
