@@ -17,6 +17,7 @@ such a multiple, otherwise resized by less than half a unit per side.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-
-from collections.abc import Callable
 
 from ..constants import DEFAULT_MAX_SIZE, VAE_DOWNSAMPLE
 from ..errors import InputError
